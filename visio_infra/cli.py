@@ -1,0 +1,42 @@
+"""`visio`: the operator command. Each subcommand lives in its own module; this only dispatches.
+
+    visio plan <stack>        sizing table, reasoning and monthly cost vs. the licences it replaces
+    visio configure <stack>   re-apply Ansible configuration from the stack's outputs (no infra change)
+    visio verify <stack>      run the verification suite (testinfra + a real call) against a stack
+    visio upgrade <stack>     show the rolling-upgrade plan, then roll it out node by node
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "plan": ("visio_infra.plan_report", "sizing table and cost for a stack"),
+    "configure": ("visio_infra.configure_cmd", "re-apply host configuration from the stack outputs"),
+    "verify": ("visio_infra.verify", "verify a deployed stack (testinfra suites and a real call)"),
+    "upgrade": ("visio_infra.upgrade", "rolling upgrade of SFU, TURN and DB nodes without cutting calls"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: visio <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"visio: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

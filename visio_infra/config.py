@@ -1,0 +1,532 @@
+"""Typed, validated stack configuration.
+
+A ministry's stack file (`stacks/Pulumi.<stack>.yaml`) holds its whole description under `visio:*`
+keys. Everything here is pure (no Pulumi, no I/O besides `load_stack_file`), so the same checks run
+in `pulumi up`, in `visio plan` and in unit tests, and a wrong file fails *before* any resource is
+registered or any host is touched, with one line per problem naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+PROJECT = "visio"
+"""Pulumi project name; every config key is `visio:<section>`."""
+
+MIN_LIVEKIT_VERSION = (1, 10, 0)
+"""LiveKit hands out coturn REST credentials from a shared secret soundly only from v1.10 on."""
+
+FORBIDDEN_LIVEKIT_VERSIONS = {(1, 9, 10)}
+"""Releases that must never be deployed (see shared/REFERENCE.md)."""
+
+ROLES = ("sfu", "turn", "db", "redis", "bastion")
+"""Node roles a deployment is made of."""
+
+WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+IPv4Net = ipaddress.IPv4Network
+AnyNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class StackConfigError(ValueError):
+    """The stack file is wrong. `problems` holds one readable line per mistake."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"{source}: {len(problems)} problem(s) in the stack config; nothing was changed.\n{lines}"
+        )
+
+
+class _Model(BaseModel):
+    """Strict base: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _version_tuple(text: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    if not match:
+        raise ValueError(f"'{text}' is not a version like 1.13.11")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
+
+
+class Ministry(_Model):
+    """Who this deployment is for."""
+
+    slug: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,23}$")]
+    """Short lowercase name used in resource names and tags (e.g. `interieur`)."""
+    name: Annotated[str, Field(min_length=3)]
+    """Display name (e.g. `Ministère de l'Intérieur`)."""
+
+
+class Flavors(_Model):
+    """OpenStack flavor per role. When a role is absent, sizing picks from the price table."""
+
+    sfu: str | None = None
+    turn: str | None = None
+    db: str | None = None
+    redis: str | None = None
+    bastion: str | None = None
+
+
+class OpenStackCloud(_Model):
+    """A sovereign OpenStack region (private cloud, Nubo, a SecNumCloud public region...)."""
+
+    kind: Literal["openstack"]
+    offer: Annotated[str, Field(min_length=2)]
+    """Which price table in `visio_infra.pricing` applies (e.g. `nubo`, `interieur-pi`, `outscale`)."""
+    cloud: str | None = None
+    """Entry in clouds.yaml (OS_CLOUD); give this or `auth_url`."""
+    auth_url: str | None = None
+    region: Annotated[str, Field(min_length=1)]
+    external_network: Annotated[str, Field(min_length=1)]
+    image: Annotated[str, Field(min_length=1)]
+    """Glance image name of a Debian 12 image."""
+    availability_zones: Annotated[list[str], Field(min_length=1)]
+    flavors: Flavors = Flavors()
+    encrypted_volume_type: Annotated[str, Field(min_length=1)]
+    """Cinder volume type with encryption at rest, for DB data volumes."""
+    dns_zone: Annotated[str, Field(min_length=3)]
+    package_mirror: str = "http://deb.debian.org/debian"
+    """Debian mirror the nodes use (usually the ministry's own mirror)."""
+    ssh_public_keys: Annotated[list[str], Field(min_length=1)]
+    """Operators' SSH public keys, installed for the admin user through cloud-init."""
+
+    @model_validator(mode="after")
+    def _auth(self) -> OpenStackCloud:
+        if not self.cloud and not self.auth_url:
+            raise ValueError("give `cloud` (a clouds.yaml entry) or `auth_url`")
+        if self.cloud and self.auth_url:
+            raise ValueError("give either `cloud` or `auth_url`, not both")
+        return self
+
+    @field_validator("ssh_public_keys")
+    @classmethod
+    def _keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not re.match(r"^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+", key):
+                raise ValueError(f"'{key[:30]}...' is not an SSH public key")
+        return keys
+
+
+class LabCloud(_Model):
+    """The local lab: systemd-nspawn machines on a host bridge of this machine."""
+
+    kind: Literal["lab"]
+    bridge: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,14}$")]
+    """Host bridge name (Linux limits interface names to 15 characters)."""
+    subnet: IPv4Net
+    """Lab subnet; the bridge takes the first address, machines the following ones."""
+    package_mirror: str = "http://deb.debian.org/debian"
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, net: IPv4Net) -> IPv4Net:
+        if net.prefixlen > 28:
+            raise ValueError(f"{net} is too small for the lab; use a /24 (e.g. 10.77.0.0/24)")
+        if not net.is_private:
+            raise ValueError(f"{net} is not a private range; use e.g. 10.77.0.0/24")
+        return net
+
+
+Cloud = Annotated[OpenStackCloud | LabCloud, Field(discriminator="kind")]
+
+
+class Audience(_Model):
+    """Who will use it, which drives sizing and the cost comparison."""
+
+    users: Annotated[int, Field(gt=0)]
+    """Accounts that may use Visio (DB sizing, licence cost replaced)."""
+    peak_participants: Annotated[int, Field(gt=0)]
+    """Simultaneous participants at the busiest hour, across all meetings."""
+    video_share: Annotated[float, Field(ge=0, le=1)]
+    """Share of participants publishing video (the rest is audio-only)."""
+    largest_meeting: Annotated[int, Field(gt=1)]
+    """Participants in the largest single meeting (it must fit on one SFU node)."""
+    turn_share: Annotated[float, Field(ge=0, le=1)]
+    """Share of participants behind firewalls that only allow TURN over TCP/TLS."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Audience:
+        if self.peak_participants > self.users:
+            raise ValueError(
+                f"peak_participants ({self.peak_participants}) exceeds users ({self.users})"
+            )
+        if self.largest_meeting > self.peak_participants:
+            raise ValueError(
+                f"largest_meeting ({self.largest_meeting}) exceeds peak_participants "
+                f"({self.peak_participants})"
+            )
+        return self
+
+
+class Versions(_Model):
+    """Pinned component versions. Changing one triggers a rolling upgrade."""
+
+    livekit: str
+    coturn: Annotated[str, Field(min_length=1)] = "4.6.1-1"
+    """Debian package version of coturn."""
+    postgresql: Annotated[int, Field(ge=15, le=15)] = 15
+    """PostgreSQL major version (Debian 12 ships 15)."""
+
+    @field_validator("livekit")
+    @classmethod
+    def _livekit(cls, value: str) -> str:
+        version = _version_tuple(value)
+        if version in FORBIDDEN_LIVEKIT_VERSIONS:
+            raise ValueError(f"LiveKit {value} is a known-bad release; use 1.13.11 or later")
+        if version < MIN_LIVEKIT_VERSION:
+            floor = ".".join(map(str, MIN_LIVEKIT_VERSION))
+            raise ValueError(
+                f"LiveKit {value} is below the supported floor {floor} (TURN shared-secret support)"
+            )
+        return value.lstrip("v")
+
+
+class Network(_Model):
+    """Address plan: one subnet per tier, plus who may reach what."""
+
+    edge_cidr: IPv4Net
+    """SFU and TURN nodes."""
+    data_cidr: IPv4Net
+    """Database and Redis nodes."""
+    admin_cidr: IPv4Net
+    """Bastion."""
+    app_cidr: AnyNet
+    """Where the Meet backend runs: the only clients allowed to reach PostgreSQL."""
+    monitoring_cidr: AnyNet
+    """Prometheus scrapers: the only clients allowed to reach metrics ports."""
+    admin_cidrs: Annotated[list[AnyNet], Field(min_length=1)]
+    """Operators' networks allowed to SSH to the bastion. Never the whole Internet."""
+    dns_nameservers: list[ipaddress.IPv4Address] = []
+
+    @field_validator("admin_cidrs")
+    @classmethod
+    def _no_world_ssh(cls, nets: list[AnyNet]) -> list[AnyNet]:
+        for net in nets:
+            if net.prefixlen == 0:
+                raise ValueError(
+                    f"{net} opens SSH to the whole Internet; list the operators' own networks"
+                )
+        return nets
+
+    @field_validator("monitoring_cidr", "app_cidr")
+    @classmethod
+    def _not_world(cls, net: AnyNet) -> AnyNet:
+        if net.prefixlen == 0:
+            raise ValueError(f"{net} is the whole Internet; give the scrapers'/backend's own network")
+        return net
+
+    @model_validator(mode="after")
+    def _tiers_disjoint(self) -> Network:
+        tiers = {"edge_cidr": self.edge_cidr, "data_cidr": self.data_cidr, "admin_cidr": self.admin_cidr}
+        names = list(tiers)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if tiers[a].overlaps(tiers[b]):
+                    raise ValueError(f"{a} {tiers[a]} overlaps {b} {tiers[b]}; tiers must be disjoint")
+        for name, net in tiers.items():
+            if net.prefixlen > 28:
+                raise ValueError(f"{name} {net} is too small; use at least a /28")
+        return self
+
+
+class PortRange(_Model):
+    start: Annotated[int, Field(ge=1024, le=65535)]
+    end: Annotated[int, Field(ge=1024, le=65535)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PortRange:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is above end {self.end}; swap them")
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+class Ports(_Model):
+    """Media ports. LiveKit uses either a UDP range (two ports per participant) or one mux port."""
+
+    sfu_udp_range: PortRange | None = PortRange(start=50000, end=60000)
+    sfu_udp_mux_port: Annotated[int, Field(ge=1024, le=65535)] | None = None
+    sfu_ice_tcp_port: Annotated[int, Field(ge=1024, le=65535)] = 7881
+    turn_relay_range: PortRange = PortRange(start=49152, end=65535)
+
+    @model_validator(mode="after")
+    def _one_udp_mode(self) -> Ports:
+        if self.sfu_udp_range is not None and self.sfu_udp_mux_port is not None:
+            raise ValueError(
+                "sfu_udp_range and sfu_udp_mux_port are both set; set sfu_udp_range: null to use the mux port"
+            )
+        if self.sfu_udp_range is None and self.sfu_udp_mux_port is None:
+            raise ValueError("set sfu_udp_range (e.g. {start: 50000, end: 60000}) or sfu_udp_mux_port")
+        return self
+
+
+class Domains(_Model):
+    """Public names. Certificates are issued for these."""
+
+    signalling: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")]
+    """LiveKit signalling name, served over TLS on 443 (wss://<signalling>)."""
+    turn: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")]
+    """TURN name (turns:<turn>:443)."""
+
+
+class Tls(_Model):
+    """Where service certificates come from."""
+
+    source: Literal["stack-ca", "files"]
+    """`stack-ca`: the stack issues its own CA and certificates (lab, internal PKI bootstrap);
+    `files`: certificates from the ministry's PKI, given as paths on the operator's machine."""
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _files(self) -> Tls:
+        if self.source == "files" and not (self.cert_file and self.key_file):
+            raise ValueError("source 'files' needs cert_file and key_file")
+        if self.source == "stack-ca" and (self.cert_file or self.key_file):
+            raise ValueError("cert_file/key_file are only used with source 'files'")
+        return self
+
+
+class Meet(_Model):
+    """The Meet (La Suite numérique) backend this SFU serves."""
+
+    webhook_url: Annotated[str, Field(pattern=r"^https://[^\s/]+/.*$")] | None = None
+    """LiveKit webhooks target, e.g. https://visio.example.gouv.fr/api/v1.0/rooms/webhooks-livekit/"""
+    database: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "meet"
+    database_user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "meet"
+
+
+class Coefficients(_Model):
+    """Capacity figures from LiveKit's published benchmark (shared/REFERENCE.md), overridable."""
+
+    vcpu_per_video_participant: Annotated[float, Field(gt=0)] = 0.09
+    vcpu_per_audio_participant: Annotated[float, Field(gt=0)] = 0.004
+    mbps_in_per_video_participant: Annotated[float, Field(gt=0)] = 2.7
+    mbps_out_per_video_participant: Annotated[float, Field(gt=0)] = 5.0
+    mbps_per_audio_participant: Annotated[float, Field(gt=0)] = 0.06
+    target_cpu_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.7
+    """Plan SFU CPU at this share of a node so a spike or a drained neighbour fits."""
+    turn_allocations_per_relay_ip: Annotated[int, Field(gt=0)] = 16000
+    nic_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.7
+
+
+class Sizing(_Model):
+    """Sizing knobs. `nodes` pins counts (the lab); otherwise they are derived from the audience."""
+
+    coefficients: Coefficients = Coefficients()
+    nodes: dict[Literal["sfu", "turn", "db", "redis", "bastion"], Annotated[int, Field(ge=0)]] = {}
+    spare_nodes: Annotated[int, Field(ge=1)] = 1
+    """Extra SFU/TURN nodes so one can drain during upgrades without losing capacity."""
+
+
+class Upgrade(_Model):
+    """Rolling upgrade behaviour."""
+
+    drain_deadline_seconds: Annotated[int, Field(gt=0)] = 3600
+    """How long to wait for a draining node to empty before stopping the rollout."""
+    min_serving: Annotated[int, Field(ge=1)] = 1
+    """Never leave fewer serving nodes of a role than this during a rollout."""
+
+
+class StackConfig(_Model):
+    """One ministry's Visio deployment, as written in its stack file."""
+
+    ministry: Ministry
+    cloud: Cloud
+    audience: Audience
+    versions: Versions
+    network: Network
+    ports: Ports = Ports()
+    domains: Domains
+    tls: Tls
+    meet: Meet = Meet()
+    sizing: Sizing = Sizing()
+    upgrade: Upgrade = Upgrade()
+
+    @property
+    def is_lab(self) -> bool:
+        return isinstance(self.cloud, LabCloud)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StackConfig:
+        problems = []
+        if self.is_lab:
+            if self.tls.source != "stack-ca":
+                problems.append("tls.source: the lab issues its own certificates; use 'stack-ca'")
+            lab = self.cloud
+            assert isinstance(lab, LabCloud)
+            for tier in ("edge_cidr", "data_cidr", "admin_cidr"):
+                net = getattr(self.network, tier)
+                if not net.subnet_of(lab.subnet):
+                    problems.append(f"network.{tier}: {net} must lie inside the lab subnet {lab.subnet}")
+                elif next(lab.subnet.hosts()) in net:
+                    problems.append(
+                        f"network.{tier}: {net} contains the bridge address {next(lab.subnet.hosts())}"
+                    )
+        else:
+            for role in ("sfu", "turn"):
+                pinned = self.sizing.nodes.get(role)
+                if pinned is not None and pinned < 2 + self.sizing.spare_nodes:
+                    problems.append(
+                        f"sizing.nodes.{role}: {pinned} is below 2 + spare ({2 + self.sizing.spare_nodes}); "
+                        "a production role needs two serving nodes while one drains"
+                    )
+            pinned_db = self.sizing.nodes.get("db")
+            if pinned_db is not None and pinned_db < 2:
+                problems.append("sizing.nodes.db: production needs a primary and a replica (2)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+SECTIONS = tuple(StackConfig.model_fields)
+"""The `visio:<section>` keys a stack file may hold."""
+
+_HINTS = {
+    "extra_forbidden": "unknown field; remove it or check the spelling",
+    "missing": "required field is missing",
+}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in ("openstack", "lab"))]
+    if not parts:
+        return f"{PROJECT}:*"
+    head, *rest = parts
+    path = f"{PROJECT}:{head}"
+    for part in rest:
+        path += f"[{part}]" if part.isdigit() else f".{part}"
+    return path
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the parent of `loc`, to suggest the right spelling."""
+    model: Any = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or part in ("openstack", "lab"):
+            model = {"openstack": OpenStackCloud, "lab": LabCloud}.get(part, model)
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    field = _field_path(loc)
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc)
+        hint = f"; valid fields here: {', '.join(allowed)}" if allowed else ""
+        return f"{field}: {_HINTS[kind]}{hint}"
+    if kind == "missing":
+        return f"{field}: {_HINTS[kind]}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{field}: {message}{shown}"
+
+
+def parse_stack_config(raw: Mapping[str, Any], source: str) -> StackConfig:
+    """Validate the `visio:*` keys of one stack (values as YAML/JSON data or JSON strings).
+
+    `source` names the stack file in every message. Raises StackConfigError listing every problem.
+    """
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        project, _, section = key.partition(":")
+        if project != PROJECT:
+            continue  # other namespaces (openstack:*, pulumi:*) are not ours to judge
+        if section not in SECTIONS:
+            problems.append(
+                f"{key}: unknown section; valid sections: {', '.join(PROJECT + ':' + s for s in SECTIONS)}"
+            )
+            continue
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{key}: not valid structured data ({exc.msg})")
+                continue
+        data[section] = value
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(e) for e in exc.errors())
+        config = None
+    if problems or config is None:
+        raise StackConfigError(source, problems)
+    return config
+
+
+def stack_file(stack: str, root: Path | None = None) -> Path:
+    """Path of a stack's config file."""
+    base = root or Path(__file__).resolve().parent.parent
+    return base / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_file(path: Path) -> StackConfig:
+    """Read and validate a stack file without Pulumi (used by `visio plan` and tests)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise StackConfigError(str(path), ["file not found; stacks live in stacks/Pulumi.<stack>.yaml"]) from None
+    except yaml.YAMLError as exc:
+        raise StackConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    raw = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(raw, dict):
+        raise StackConfigError(str(path), ["no `config:` mapping with visio:* keys"])
+    return parse_stack_config(raw, source=_display(path))
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_from_pulumi() -> StackConfig:
+    """Validate the running stack's config; on error, fail before any resource is registered."""
+    import pulumi
+    from pulumi.runtime.config import get_config_env
+
+    stack = pulumi.get_stack()
+    try:
+        return parse_stack_config(get_config_env(), source=f"stacks/Pulumi.{stack}.yaml")
+    except StackConfigError as exc:
+        # RunError prints the message without a Python traceback.
+        raise pulumi.RunError(str(exc)) from None

@@ -1,0 +1,57 @@
+"""A ministry's whole deployment: infrastructure, secrets, certificates, configuration, outputs.
+
+This is the only place that wires the pieces together. The cloud-specific part is behind
+`Infrastructure`; what is above it is identical for OpenStack and the lab.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from visio_infra import inventory, outputs
+from visio_infra.config import LabCloud, StackConfig
+from visio_infra.infrastructure import Infrastructure, InfrastructureArgs
+from visio_infra.secrets import StackSecrets
+from visio_infra.sizing import plan as sizing_plan
+from visio_infra.topology import plan_nodes
+
+
+def _infrastructure(config: StackConfig, args: InfrastructureArgs) -> Infrastructure:
+    if isinstance(config.cloud, LabCloud):
+        from visio_infra.lab import LabInfrastructure
+
+        return LabInfrastructure(f"{config.ministry.slug}-lab", args)
+    from visio_infra.openstack import OpenStackInfrastructure
+
+    return OpenStackInfrastructure(f"{config.ministry.slug}-openstack", args)
+
+
+def build_deployment(config: StackConfig) -> None:
+    """Declare every resource of the stack and export the output contract."""
+    sizing = sizing_plan(config)
+    nodes = plan_nodes(config, sizing.counts)
+    infra = _infrastructure(config, InfrastructureArgs(config=config, nodes=nodes, flavors=sizing.flavors))
+    secrets = StackSecrets(f"{config.ministry.slug}-secrets", config)
+
+    inv = inventory.inventory_output(nodes, infra.public_ips, infra.connection)
+
+    certificates = None
+    if config.tls.source == "stack-ca":
+        from visio_infra.pki import StackCertificates
+
+        certificates = StackCertificates(
+            f"{config.ministry.slug}-pki", config=config, nodes=nodes, public_ips=infra.public_ips
+        )
+
+    from visio_infra.configuration import HostConfiguration
+
+    HostConfiguration(
+        f"{config.ministry.slug}-configuration",
+        config=config,
+        inventory=inv,
+        secrets=secrets,
+        certificates=certificates,
+        opts=pulumi.ResourceOptions(depends_on=infra.ready),
+    )
+
+    outputs.export_all(config, inv, secrets, certificates)

@@ -1,0 +1,91 @@
+"""Which nodes a deployment has and where they sit on the network (pure).
+
+Both backends (OpenStack and the lab) get the same list of `NodeSpec`s, so names and fixed
+addresses are identical whatever the cloud. Each role owns a fixed block of its tier, so adding an
+SFU node never renumbers (and so never replaces) a TURN node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from visio_infra.config import StackConfig
+
+FIRST_HOST_OFFSET = 10
+"""Addresses below this in each tier are left to the cloud (gateway, DHCP, metadata)."""
+
+TIER_OF_ROLE = {"sfu": "edge", "turn": "edge", "db": "data", "redis": "data", "bastion": "admin"}
+"""Roles sharing a tier split it into equal blocks, in this order."""
+
+PUBLIC_ROLES = frozenset({"sfu", "turn", "bastion"})
+"""Roles reachable from outside (floating IP in OpenStack). DB and Redis never are."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node to create: stable name, role, index within the role, fixed private address."""
+
+    name: str
+    role: str
+    index: int
+    private_ip: ipaddress.IPv4Address
+    public: bool
+    zone: str | None = None
+
+
+class TopologyError(ValueError):
+    """The requested node counts do not fit the address plan."""
+
+
+def _tier_net(config: StackConfig, tier: str) -> ipaddress.IPv4Network:
+    return {
+        "edge": config.network.edge_cidr,
+        "data": config.network.data_cidr,
+        "admin": config.network.admin_cidr,
+    }[tier]
+
+
+def role_block(config: StackConfig, role: str) -> list[ipaddress.IPv4Address]:
+    """The addresses reserved for `role` in its tier."""
+    tier = TIER_OF_ROLE[role]
+    sharing = [r for r, t in TIER_OF_ROLE.items() if t == tier]
+    hosts = list(_tier_net(config, tier).hosts())[FIRST_HOST_OFFSET - 1 :]
+    block = len(hosts) // len(sharing)
+    start = sharing.index(role) * block
+    return hosts[start : start + block]
+
+
+def plan_nodes(config: StackConfig, counts: Mapping[str, int]) -> list[NodeSpec]:
+    """Nodes for the given per-role counts, spread round-robin over availability zones."""
+    zones: list[str | None] = list(getattr(config.cloud, "availability_zones", [None]))
+    nodes: list[NodeSpec] = []
+    for role in TIER_OF_ROLE:
+        count = counts.get(role, 0)
+        block = role_block(config, role)
+        if count > len(block):
+            tier = TIER_OF_ROLE[role]
+            raise TopologyError(
+                f"{count} {role} nodes do not fit the {len(block)} addresses reserved for them in the "
+                f"{tier} tier ({_tier_net(config, tier)}); widen network.{tier}_cidr"
+            )
+        for index in range(count):
+            nodes.append(
+                NodeSpec(
+                    name=f"{config.ministry.slug}-{role}-{index + 1}",
+                    role=role,
+                    index=index,
+                    private_ip=block[index],
+                    public=role in PUBLIC_ROLES,
+                    zone=zones[index % len(zones)],
+                )
+            )
+    return nodes
+
+
+def nodes_by_role(nodes: list[NodeSpec]) -> dict[str, list[NodeSpec]]:
+    grouped: dict[str, list[NodeSpec]] = {role: [] for role in TIER_OF_ROLE}
+    for node in nodes:
+        grouped[node.role].append(node)
+    return grouped
