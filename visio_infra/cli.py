@@ -4,6 +4,7 @@
     visio configure <stack>   re-apply Ansible configuration from the stack's outputs (no infra change)
     visio verify <stack>      run the verification suite (testinfra + a real call) against a stack
     visio upgrade <stack>     show the rolling-upgrade plan, then roll it out node by node
+    visio summary <stack>     endpoints, nodes, versions and next steps of a deployed stack
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ COMMANDS = {
     "configure": ("visio_infra.configure_cmd", "re-apply host configuration from the stack outputs"),
     "verify": ("visio_infra.verify", "verify a deployed stack (testinfra suites and a real call)"),
     "upgrade": ("visio_infra.upgrade", "rolling upgrade of SFU, TURN and DB nodes without cutting calls"),
+    "summary": ("visio_infra.summary", "endpoints, nodes, versions and next steps of a deployed stack"),
 }
 
 

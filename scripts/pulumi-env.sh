@@ -1,0 +1,36 @@
+# Source this file (`source scripts/pulumi-env.sh`) to run `pulumi` the project's way:
+# the pinned toolchain on PATH, self-managed state, nothing fetched at run time, never Pulumi Cloud.
+#
+# State: PULUMI_BACKEND_URL if you set it (production: an S3-compatible bucket on the ministry's own
+# cloud, e.g. 's3://visio-state?endpoint=s3.gra.cloud.ovh.net&s3ForcePathStyle=true&region=gra'),
+# otherwise a local file backend in <repo>/.pulumi-state (ignored by git).
+# Secrets: the passphrase provider. The lab's passphrase is generated once per machine into
+# ~/.config/visio/lab.passphrase (mode 0600); for a ministry, export PULUMI_CONFIG_PASSPHRASE_FILE.
+
+_visio_root=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
+export VISIO_TOOLCHAIN_DIR=${VISIO_TOOLCHAIN_DIR:-$HOME/.cache/visio-toolchain}
+case ":$PATH:" in *":$VISIO_TOOLCHAIN_DIR/bin:"*) ;; *) export PATH="$VISIO_TOOLCHAIN_DIR/bin:$_visio_root/.venv/bin:$PATH" ;; esac
+export VISIO_PYTHON="$_visio_root/.venv/bin/python"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
+export PULUMI_HOME=${PULUMI_HOME:-$HOME/.pulumi}
+if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
+  mkdir -p "$_visio_root/.pulumi-state"
+  export PULUMI_BACKEND_URL="file://$_visio_root/.pulumi-state"
+fi
+case "$PULUMI_BACKEND_URL" in
+  https://api.pulumi.com*|https://app.pulumi.com*|*pulumi.com*)
+    echo "pulumi-env: PULUMI_BACKEND_URL points at Pulumi Cloud ($PULUMI_BACKEND_URL): Visio state must stay" \
+         "on the ministry's own storage (file:// or s3:// on a sovereign cloud)." >&2
+    return 1 2>/dev/null || exit 1 ;;
+esac
+if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
+  _visio_pass="$HOME/.config/visio/lab.passphrase"
+  if [ ! -s "$_visio_pass" ]; then
+    mkdir -p "$(dirname "$_visio_pass")"
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > "$_visio_pass")
+  fi
+  export PULUMI_CONFIG_PASSPHRASE_FILE="$_visio_pass"
+fi
+unset _visio_root _visio_pass

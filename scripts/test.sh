@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set-up, lint and type checks, unit tests (Pulumi mocks,
+# sizing properties, rendering), then the real thing: lab up, verification, lab lifecycle tests,
+# destroy. Lint/unit run while the lab is being built, since they are independent.
+#
+#   scripts/test.sh          everything
+#   scripts/test.sh lint     ruff, mypy, yamllint, ansible-lint
+#   scripts/test.sh unit     unit tests only
+#   scripts/test.sh lab      lab up + verification + lab tests + destroy
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
+phase=${1:-all}
+mkdir -p reports
+
+bash scripts/setup.sh
+# shellcheck source=pulumi-env.sh
+source scripts/pulumi-env.sh
+
+lint() {
+  say "lint: ruff, mypy, yamllint, ansible-lint"
+  ruff check visio_infra tests policy __main__.py
+  mypy
+  yamllint -s .
+  ansible-lint -q roles playbooks
+}
+
+unit() {
+  say "unit tests"
+  python -m pytest tests/unit -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
+}
+
+lab() {
+  say "lab: deploy"
+  trap 'say "lab: destroy"; bash scripts/lab.sh down' EXIT
+  bash scripts/lab.sh up
+  say "lab: verification suite"
+  visio verify lab --junit reports/verify.xml
+  say "lab: lifecycle, break-and-detect and upgrade tests"
+  python -m pytest tests/lab -q -p no:cacheprovider --junitxml=reports/lab.xml
+}
+
+case "$phase" in
+  lint) lint ;;
+  unit) unit ;;
+  lab) lab ;;
+  all)
+    lint
+    unit
+    lab
+    ;;
+  *) echo "usage: scripts/test.sh [all|lint|unit|lab]" >&2; exit 2 ;;
+esac
+say "all requested phases passed"

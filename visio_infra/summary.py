@@ -1,0 +1,39 @@
+"""`visio summary <stack>`: the short report printed after a deployment (no secrets in it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import jinja2
+
+from visio_infra.config import load_stack_file, stack_file
+from visio_infra.stack_outputs import StackOutputsError, read_outputs
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def render_summary(stack: str, outputs: dict, versions: dict, destroy: str) -> str:
+    """Pure rendering of the summary from the (non-secret) outputs."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, autoescape=False
+    )
+    return env.get_template("summary.txt.j2").render(
+        stack=stack, outputs=outputs, versions=versions, destroy=destroy
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="visio summary", description=__doc__)
+    parser.add_argument("stack")
+    args = parser.parse_args(argv)
+    try:
+        config = load_stack_file(stack_file(args.stack))
+        outputs = read_outputs(args.stack)
+    except (StackOutputsError, ValueError) as exc:
+        print(f"visio summary: {exc}", file=sys.stderr)
+        return 1
+    destroy = "make destroy" if config.is_lab else f"pulumi destroy --stack {args.stack}"
+    print(render_summary(args.stack, outputs, config.versions.model_dump(), destroy))
+    return 0
