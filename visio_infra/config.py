@@ -330,8 +330,26 @@ class Coefficients(_Model):
     mbps_per_audio_participant: Annotated[float, Field(gt=0)] = 0.06
     target_cpu_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.7
     """Plan SFU CPU at this share of a node so a spike or a drained neighbour fits."""
-    turn_allocations_per_relay_ip: Annotated[int, Field(gt=0)] = 16000
     nic_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.7
+    """Plan NIC bandwidth at this share of a flavor's limit (bursts, retransmissions, key frames)."""
+    sfu_reserved_vcpu_per_node: Annotated[float, Field(ge=0)] = 1.0
+    """vCPU kept for the OS, kernel networking and agents on each SFU node (not from the benchmark)."""
+    turn_allocations_per_relay_ip: Annotated[int, Field(gt=0)] = 16000
+    """coturn allocations one relay address serves with the default port range (REFERENCE.md)."""
+    turn_allocations_per_participant: Annotated[int, Field(gt=0)] = 2
+    """LiveKit opens a publisher and a subscriber peer connection, each relayed separately."""
+    turn_allocations_per_vcpu: Annotated[int, Field(gt=0)] = 2000
+    """coturn is bandwidth-bound: "thousands of allocations per CPU" (REFERENCE.md), TLS included."""
+    db_users_per_vcpu: Annotated[int, Field(gt=0)] = 25000
+    """Meet backend queries per user are light (join, room rights); one vCPU serves this many accounts."""
+    db_users_per_ram_gib: Annotated[int, Field(gt=0)] = 10000
+    """RAM so the working set (users, rooms, accesses) and connections stay in memory."""
+    db_kib_per_user: Annotated[float, Field(gt=0)] = 50.0
+    """Data per account (user, rooms, accesses, recordings metadata, indexes)."""
+    db_volume_headroom: Annotated[float, Field(ge=1)] = 4.0
+    """Data volume = data x headroom (WAL, bloat, growth, dumps staged before upload)."""
+    db_second_replica_users: Annotated[int, Field(gt=0)] = 200000
+    """From this many users, a second replica keeps a standby while a failed node is rebuilt."""
 
 
 class Sizing(_Model):
