@@ -1,0 +1,142 @@
+"""The security rules are exactly the flows each role needs (pure, no Pulumi)."""
+
+from __future__ import annotations
+
+import pytest
+from pulumi_mocks import sample_config
+
+from visio_infra.config import ROLES
+from visio_infra.security_rules import (
+    SENSITIVE_TCP_PORTS,
+    Rule,
+    security_rules,
+    world_open_sensitive,
+)
+
+
+def _source(rule: Rule) -> str:
+    return f"group:{rule.remote_role}" if rule.remote_role else str(rule.remote_cidr)
+
+
+def _ingress(rules: list[Rule]) -> set[tuple[str | None, int | None, int | None, str]]:
+    return {(r.protocol, r.port_min, r.port_max, _source(r)) for r in rules if r.direction == "ingress"}
+
+
+@pytest.fixture(scope="module")
+def rules() -> dict[str, list[Rule]]:
+    return security_rules(sample_config(), {"sfu": 4, "turn": 3, "db": 2, "redis": 1, "bastion": 1})
+
+
+def test_one_rule_list_per_role(rules):
+    assert set(rules) == set(ROLES)
+
+
+def test_sfu_exactly_tls_ice_and_media_range(rules):
+    assert _ingress(rules["sfu"]) == {
+        ("tcp", 443, 443, "0.0.0.0/0"),
+        ("tcp", 7881, 7881, "0.0.0.0/0"),
+        ("udp", 50000, 60000, "0.0.0.0/0"),
+        ("tcp", 6789, 6789, "10.40.0.0/28"),
+        ("tcp", 22, 22, "group:bastion"),
+    }
+
+
+def test_sfu_mux_port_replaces_the_range():
+    config = sample_config(ports={"sfu_udp_range": None, "sfu_udp_mux_port": 7882, "sfu_ice_tcp_port": 7890})
+    ingress = _ingress(security_rules(config)["sfu"])
+    assert ("udp", 7882, 7882, "0.0.0.0/0") in ingress
+    assert ("tcp", 7890, 7890, "0.0.0.0/0") in ingress
+    assert not any(proto == "udp" and low != 7882 for proto, low, _, _ in ingress)
+
+
+def test_turn_listeners_and_relay_range(rules):
+    assert _ingress(rules["turn"]) == {
+        ("udp", 3478, 3478, "0.0.0.0/0"),
+        ("tcp", 3478, 3478, "0.0.0.0/0"),
+        ("tcp", 443, 443, "0.0.0.0/0"),
+        ("tcp", 5349, 5349, "0.0.0.0/0"),
+        ("udp", 49152, 65535, "0.0.0.0/0"),
+        ("tcp", 9641, 9641, "10.40.0.0/28"),
+        ("tcp", 22, 22, "group:bastion"),
+    }
+
+
+def test_turn_relay_range_follows_config():
+    config = sample_config(ports={"turn_relay_range": {"start": 40000, "end": 40999}})
+    assert ("udp", 40000, 40999, "0.0.0.0/0") in _ingress(security_rules(config)["turn"])
+
+
+def test_db_only_from_app_cidr_and_db_peers(rules):
+    assert _ingress(rules["db"]) == {
+        ("tcp", 5432, 5432, "10.30.0.0/24"),
+        ("tcp", 5432, 5432, "group:db"),
+        ("tcp", 22, 22, "group:bastion"),
+    }
+
+
+def test_redis_only_from_sfu_and_peers_when_replicated(rules):
+    assert _ingress(rules["redis"]) == {("tcp", 6379, 6379, "group:sfu"), ("tcp", 22, 22, "group:bastion")}
+    replicated = security_rules(sample_config(), {"redis": 2})["redis"]
+    assert ("tcp", 6379, 6379, "group:redis") in _ingress(replicated)
+
+
+def test_bastion_ssh_only_from_admin_cidrs_with_right_ethertype(rules):
+    bastion = [r for r in rules["bastion"] if r.direction == "ingress"]
+    assert {(r.remote_cidr, r.ethertype, r.port_min) for r in bastion} == {
+        ("192.0.2.0/28", "IPv4", 22),
+        ("2001:db8::/48", "IPv6", 22),
+    }
+
+
+def test_ssh_on_every_node_only_from_the_bastion_group(rules):
+    for role, role_rules in rules.items():
+        ssh = [r for r in role_rules if r.direction == "ingress" and r.covers("tcp", 22)]
+        assert ssh, role
+        for rule in ssh:
+            if role == "bastion":
+                assert rule.remote_cidr in {"192.0.2.0/28", "2001:db8::/48"}
+            else:
+                assert rule.remote_role == "bastion"
+
+
+def test_nothing_sensitive_is_world_open_and_7880_is_never_open(rules):
+    for role_rules in rules.values():
+        for rule in role_rules:
+            assert world_open_sensitive(rule) == [], rule
+            assert not (rule.direction == "ingress" and rule.covers("tcp", 7880)), rule
+
+
+def test_world_open_sensitive_detects_bad_rules():
+    assert world_open_sensitive(Rule("db", "x", "ingress", "tcp", 5432, 5432, remote_cidr="0.0.0.0/0")) == [
+        "PostgreSQL"
+    ]
+    everything = Rule("sfu", "x", "ingress", None, None, None, remote_cidr=None)
+    assert set(world_open_sensitive(everything)) == set(SENSITIVE_TCP_PORTS.values())
+    wide = Rule("sfu", "x", "ingress", "tcp", 1, 65535, "IPv6", remote_cidr="::/0")
+    assert "LiveKit plain HTTP API" in world_open_sensitive(wide)
+    # UDP ranges, egress and restricted sources are fine.
+    udp = Rule("sfu", "x", "ingress", "udp", 1024, 65535, remote_cidr="0.0.0.0/0")
+    assert world_open_sensitive(udp) == []
+    assert world_open_sensitive(Rule("sfu", "x", "egress", None, None, None, remote_cidr="0.0.0.0/0")) == []
+    assert world_open_sensitive(Rule("db", "x", "ingress", "tcp", 5432, 5432, remote_cidr="10.0.0.0/8")) == []
+
+
+def test_metrics_only_from_monitoring_cidr(rules):
+    for role, role_rules in rules.items():
+        for rule in role_rules:
+            if "metrics" in rule.purpose:
+                assert rule.remote_cidr == "10.40.0.0/28", (role, rule)
+
+
+def test_rule_keys_unique_and_stable(rules):
+    for role, role_rules in rules.items():
+        keys = [r.key for r in role_rules]
+        assert len(keys) == len(set(keys)), role
+    assert rules["bastion"][1].key == "ssh-admin-tcp-2001-db8-48-ipv6"
+    assert rules["sfu"][0].key == "signalling-tls-tcp-world-ipv4"
+
+
+def test_egress_explicit_for_both_families(rules):
+    for role_rules in rules.values():
+        egress = {(r.ethertype, r.remote_cidr) for r in role_rules if r.direction == "egress"}
+        assert egress == {("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")}
