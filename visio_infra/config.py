@@ -8,9 +8,12 @@ registered or any host is touched, with one line per problem naming the file, th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import re
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,9 +23,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from visio_infra import pricing
+from visio_infra.sovereignty import describe_foreign_endpoints
 
 PROJECT = "visio"
 """Pulumi project name; every config key is `visio:<section>`."""
@@ -37,6 +44,15 @@ ROLES = ("sfu", "turn", "db", "redis", "bastion")
 """Node roles a deployment is made of."""
 
 WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+LIVEKIT_RESERVED_TCP_PORTS = {7880: "LiveKit's HTTP/WebSocket listener", 6789: "LiveKit's metrics listener"}
+"""TCP ports on an SFU node the ICE/TCP port must not take (kept in step with security_rules)."""
+
+TURN_LISTENING_PORTS = {3478: "TURN listener", 5349: "TURN over TLS listener", 9641: "coturn metrics"}
+"""Ports on a TURN node the relay range must not contain."""
+
+BROADEST_PUBLIC_ADMIN_PREFIX = {4: 16, 6: 32}
+"""A public admin CIDR broader than this is "SSH open to a large part of the Internet"."""
 
 IPv4Net = ipaddress.IPv4Network
 AnyNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,7 +73,7 @@ class StackConfigError(ValueError):
 class _Model(BaseModel):
     """Strict base: unknown keys are errors, never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _version_tuple(text: str) -> tuple[int, int, int]:
@@ -121,10 +137,60 @@ class OpenStackCloud(_Model):
     @field_validator("ssh_public_keys")
     @classmethod
     def _keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            if not re.match(r"^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+", key):
-                raise ValueError(f"'{key[:30]}...' is not an SSH public key")
+        problems = [p for p in (ssh_key_problem(k) for k in keys) if p]
+        if len(set(keys)) != len(keys):
+            problems.append("the same key is listed twice")
+        if problems:
+            raise ValueError("; ".join(problems))
         return keys
+
+    @field_validator("offer")
+    @classmethod
+    def _offer(cls, name: str) -> str:
+        known = sorted(o for o in pricing.OFFERS if o != "lab")
+        if name not in known:
+            raise ValueError(f"unknown offer '{name}'; known offers (price tables): {', '.join(known)}")
+        return name
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _zones(cls, zones: list[str]) -> list[str]:
+        if len(set(zones)) != len(zones) or not all(zones):
+            raise ValueError("availability zones must be distinct, non-empty names")
+        return zones
+
+    @field_validator("auth_url")
+    @classmethod
+    def _auth_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            if not re.fullmatch(r"https://[^\s/]+(/\S*)?", url):
+                raise ValueError(
+                    f"'{url}' is not an https:// Keystone URL (e.g. https://keystone.example.fr:5000/v3)"
+                )
+            _check_sovereign(url)
+        return url
+
+    @field_validator("package_mirror")
+    @classmethod
+    def _mirror(cls, url: str) -> str:
+        return _mirror_url(url)
+
+    @model_validator(mode="after")
+    def _pinned_flavors(self) -> OpenStackCloud:
+        table = pricing.OFFERS.get(self.offer)
+        if table is None:
+            return self
+        problems = []
+        for role in ROLES:
+            name = getattr(self.flavors, role)
+            if name is not None and name not in table.flavor_names:
+                problems.append(
+                    f"flavors.{role}: '{name}' is not in the '{self.offer}' price table; "
+                    f"valid flavors: {', '.join(table.flavor_names)}"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class LabCloud(_Model):
@@ -136,6 +202,11 @@ class LabCloud(_Model):
     subnet: IPv4Net
     """Lab subnet; the bridge takes the first address, machines the following ones."""
     package_mirror: str = "http://deb.debian.org/debian"
+
+    @field_validator("package_mirror")
+    @classmethod
+    def _mirror(cls, url: str) -> str:
+        return _mirror_url(url)
 
     @field_validator("subnet")
     @classmethod
@@ -166,15 +237,19 @@ class Audience(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> Audience:
+        problems = []
         if self.peak_participants > self.users:
-            raise ValueError(
-                f"peak_participants ({self.peak_participants}) exceeds users ({self.users})"
+            problems.append(
+                f"peak_participants: {self.peak_participants} exceeds users ({self.users}); "
+                "simultaneous participants are at most the number of accounts"
             )
         if self.largest_meeting > self.peak_participants:
-            raise ValueError(
-                f"largest_meeting ({self.largest_meeting}) exceeds peak_participants "
-                f"({self.peak_participants})"
+            problems.append(
+                f"largest_meeting: {self.largest_meeting} exceeds peak_participants "
+                f"({self.peak_participants}); a meeting is part of the peak"
             )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -182,7 +257,7 @@ class Versions(_Model):
     """Pinned component versions. Changing one triggers a rolling upgrade."""
 
     livekit: str
-    coturn: Annotated[str, Field(min_length=1)] = "4.6.1-1"
+    coturn: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z.+~]+)?$")] = "4.6.1-1"
     """Debian package version of coturn."""
     postgresql: Annotated[int, Field(ge=15, le=15)] = 15
     """PostgreSQL major version (Debian 12 ships 15)."""
@@ -192,11 +267,14 @@ class Versions(_Model):
     def _livekit(cls, value: str) -> str:
         version = _version_tuple(value)
         if version in FORBIDDEN_LIVEKIT_VERSIONS:
-            raise ValueError(f"LiveKit {value} is a known-bad release; use 1.13.11 or later")
+            raise ValueError(
+                f"LiveKit {value} is a known-bad release that must not be deployed; use 1.13.11 or later"
+            )
         if version < MIN_LIVEKIT_VERSION:
             floor = ".".join(map(str, MIN_LIVEKIT_VERSION))
             raise ValueError(
-                f"LiveKit {value} is below the supported floor {floor} (TURN shared-secret support)"
+                f"LiveKit {value} is below the supported floor {floor} (TURN shared-secret support); "
+                "use 1.13.11 or later"
             )
         return value.lstrip("v")
 
@@ -224,9 +302,23 @@ class Network(_Model):
         for net in nets:
             if net.prefixlen == 0:
                 raise ValueError(
-                    f"{net} opens SSH to the whole Internet; list the operators' own networks"
+                    f"{net} opens SSH to the whole Internet; list the operators' own networks "
+                    "(e.g. 192.0.2.0/28)"
+                )
+            broadest = BROADEST_PUBLIC_ADMIN_PREFIX[net.version]
+            if not net.is_private and net.prefixlen < broadest:
+                raise ValueError(
+                    f"{net} opens SSH to a large part of the Internet; list the operators' own networks "
+                    f"(public ranges no broader than /{broadest})"
                 )
         return nets
+
+    @field_validator("edge_cidr", "data_cidr", "admin_cidr")
+    @classmethod
+    def _private_tier(cls, net: IPv4Net) -> IPv4Net:
+        if not net.is_private:
+            raise ValueError(f"{net} is not a private range; tiers use RFC 1918 space (e.g. 10.20.0.0/24)")
+        return net
 
     @field_validator("monitoring_cidr", "app_cidr")
     @classmethod
@@ -238,14 +330,17 @@ class Network(_Model):
     @model_validator(mode="after")
     def _tiers_disjoint(self) -> Network:
         tiers = {"edge_cidr": self.edge_cidr, "data_cidr": self.data_cidr, "admin_cidr": self.admin_cidr}
+        problems: list[str] = []
         names = list(tiers)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
                 if tiers[a].overlaps(tiers[b]):
-                    raise ValueError(f"{a} {tiers[a]} overlaps {b} {tiers[b]}; tiers must be disjoint")
+                    problems.append(f"{b}: {tiers[b]} overlaps {a} {tiers[a]}; tiers must be disjoint")
         for name, net in tiers.items():
             if net.prefixlen > 28:
-                raise ValueError(f"{name} {net} is too small; use at least a /28")
+                problems.append(f"{name}: {net} is too small; use at least a /28")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -256,7 +351,7 @@ class PortRange(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> PortRange:
         if self.start > self.end:
-            raise ValueError(f"start {self.start} is above end {self.end}; swap them")
+            raise ValueError(f"start {self.start} is above end {self.end}; the range is inverted, swap them")
         return self
 
     @property
@@ -274,22 +369,51 @@ class Ports(_Model):
 
     @model_validator(mode="after")
     def _one_udp_mode(self) -> Ports:
+        problems = []
         if self.sfu_udp_range is not None and self.sfu_udp_mux_port is not None:
-            raise ValueError(
-                "sfu_udp_range and sfu_udp_mux_port are both set; set sfu_udp_range: null to use the mux port"
+            problems.append(
+                "sfu_udp_mux_port: set together with sfu_udp_range; LiveKit uses one or the other "
+                "(set sfu_udp_range: null to use the mux port)"
             )
         if self.sfu_udp_range is None and self.sfu_udp_mux_port is None:
-            raise ValueError("set sfu_udp_range (e.g. {start: 50000, end: 60000}) or sfu_udp_mux_port")
+            problems.append(
+                "sfu_udp_range: set a range (e.g. {start: 50000, end: 60000}) or sfu_udp_mux_port"
+            )
+        if self.sfu_ice_tcp_port in LIVEKIT_RESERVED_TCP_PORTS:
+            problems.append(
+                f"sfu_ice_tcp_port: {self.sfu_ice_tcp_port} is "
+                f"{LIVEKIT_RESERVED_TCP_PORTS[self.sfu_ice_tcp_port]}; use 7881"
+            )
+        relay = self.turn_relay_range
+        for port, what in TURN_LISTENING_PORTS.items():
+            if relay.start <= port <= relay.end:
+                problems.append(
+                    f"turn_relay_range: {relay.start}-{relay.end} contains port {port} ({what}); "
+                    "keep the relay range above it (default 49152-65535)"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
 class Domains(_Model):
     """Public names. Certificates are issued for these."""
 
-    signalling: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")]
+    signalling: Annotated[
+        str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+    ]
     """LiveKit signalling name, served over TLS on 443 (wss://<signalling>)."""
     turn: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")]
     """TURN name (turns:<turn>:443)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Domains:
+        if self.signalling == self.turn:
+            raise ValueError(
+                f"turn: '{self.turn}' is also the signalling name; SFU and TURN both serve TLS on 443 from "
+                "different addresses, give each its own name (e.g. sfu.<zone> and turn.<zone>)"
+            )
+        return self
 
 
 class Tls(_Model):
@@ -305,9 +429,10 @@ class Tls(_Model):
     @model_validator(mode="after")
     def _files(self) -> Tls:
         if self.source == "files" and not (self.cert_file and self.key_file):
-            raise ValueError("source 'files' needs cert_file and key_file")
-        if self.source == "stack-ca" and (self.cert_file or self.key_file):
-            raise ValueError("cert_file/key_file are only used with source 'files'")
+            missing = "cert_file" if not self.cert_file else "key_file"
+            raise ValueError(f"{missing}: source 'files' needs cert_file and key_file (paths to PEM files)")
+        if self.source == "stack-ca" and (self.cert_file or self.key_file or self.ca_file):
+            raise ValueError("source: cert_file/key_file/ca_file are only used with source 'files'")
         return self
 
 
@@ -318,6 +443,13 @@ class Meet(_Model):
     """LiveKit webhooks target, e.g. https://visio.example.gouv.fr/api/v1.0/rooms/webhooks-livekit/"""
     database: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "meet"
     database_user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "meet"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _sovereign_webhook(cls, url: str | None) -> str | None:
+        if url is not None:
+            _check_sovereign(url)
+        return url
 
 
 class Coefficients(_Model):
@@ -390,48 +522,166 @@ class StackConfig(_Model):
         return isinstance(self.cloud, LabCloud)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> StackConfig:
-        problems = []
-        if self.is_lab:
-            if self.tls.source != "stack-ca":
-                problems.append("tls.source: the lab issues its own certificates; use 'stack-ca'")
-            lab = self.cloud
-            assert isinstance(lab, LabCloud)
-            for tier in ("edge_cidr", "data_cidr", "admin_cidr"):
-                net = getattr(self.network, tier)
-                if not net.subnet_of(lab.subnet):
-                    problems.append(f"network.{tier}: {net} must lie inside the lab subnet {lab.subnet}")
-                elif next(lab.subnet.hosts()) in net:
-                    problems.append(
-                        f"network.{tier}: {net} contains the bridge address {next(lab.subnet.hosts())}"
-                    )
-        else:
-            for role in ("sfu", "turn"):
-                pinned = self.sizing.nodes.get(role)
-                if pinned is not None and pinned < 2 + self.sizing.spare_nodes:
-                    problems.append(
-                        f"sizing.nodes.{role}: {pinned} is below 2 + spare ({2 + self.sizing.spare_nodes}); "
-                        "a production role needs two serving nodes while one drains"
-                    )
-            pinned_db = self.sizing.nodes.get("db")
-            if pinned_db is not None and pinned_db < 2:
-                problems.append("sizing.nodes.db: production needs a primary and a replica (2)")
+    def _cross_checks(self, info: ValidationInfo) -> StackConfig:
+        # parse_stack_config runs these itself to report one line per problem with its own field.
+        if info.context and info.context.get("deferred_cross_checks"):
+            return self
+        problems = cross_problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(f"{field}: {message}" for field, message in problems))
         return self
+
+
+def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
+    """Checks spanning several sections, as (`section.field`, message) pairs."""
+    problems: list[tuple[str, str]] = []
+    pinned: dict[str, int] = {str(k): v for k, v in config.sizing.nodes.items()}
+    if isinstance(config.cloud, LabCloud):
+        lab = config.cloud
+        if config.tls.source != "stack-ca":
+            problems.append(("tls.source", "the lab issues its own certificates; use 'stack-ca'"))
+        missing = [role for role in ROLES if role not in pinned]
+        if missing:
+            problems.append(
+                (
+                    "sizing.nodes",
+                    f"the lab pins every count (missing: {', '.join(missing)}); e.g. "
+                    "{sfu: 2, turn: 1, db: 2, redis: 1, bastion: 0}",
+                )
+            )
+        if pinned.get("bastion", 0) != 0:
+            problems.append(
+                ("sizing.nodes.bastion", "the lab has no bastion (the host reaches the machines); use 0")
+            )
+        bridge = next(lab.subnet.hosts())
+        for tier in ("edge_cidr", "data_cidr", "admin_cidr"):
+            net = getattr(config.network, tier)
+            if not net.subnet_of(lab.subnet):
+                problems.append((f"network.{tier}", f"{net} must lie inside the lab subnet {lab.subnet}"))
+            elif bridge in net:
+                problems.append((f"network.{tier}", f"{net} contains the bridge address {bridge}"))
+    else:
+        cloud = config.cloud
+        spare = config.sizing.spare_nodes
+        for role in ("sfu", "turn"):
+            count = pinned.get(role)
+            if count is not None and count < 2 + spare:
+                problems.append(
+                    (
+                        f"sizing.nodes.{role}",
+                        f"{count} is below 2 + spare_nodes ({2 + spare}); a production role needs two "
+                        "serving nodes while one drains",
+                    )
+                )
+        if pinned.get("db") is not None and pinned["db"] < 2:
+            problems.append(
+                ("sizing.nodes.db", f"{pinned['db']}: production needs a primary and a replica (2)")
+            )
+        if pinned.get("bastion") is not None and pinned["bastion"] != 1:
+            problems.append(
+                ("sizing.nodes.bastion", f"{pinned['bastion']}: an OpenStack stack has exactly 1 bastion")
+            )
+        zone = cloud.dns_zone.rstrip(".")
+        for name in ("signalling", "turn"):
+            host = getattr(config.domains, name)
+            if host != zone and not host.endswith("." + zone):
+                problems.append(
+                    (
+                        f"domains.{name}",
+                        f"'{host}' is outside cloud.dns_zone '{zone}'; use a name like {name[:4]}.{zone}",
+                    )
+                )
+    if config.upgrade.min_serving > 1 + config.sizing.spare_nodes and not config.is_lab:
+        problems.append(
+            (
+                "upgrade.min_serving",
+                f"{config.upgrade.min_serving} cannot be kept while a node drains with spare_nodes "
+                f"{config.sizing.spare_nodes}; use at most {1 + config.sizing.spare_nodes}",
+            )
+        )
+    return problems
+
+
+def ssh_key_problem(key: str) -> str | None:
+    """Why `key` is not a usable OpenSSH public key line, or None."""
+    parts = key.split()
+    shown = key[:40] + ("..." if len(key) > 40 else "")
+    if len(parts) < 2:
+        return f"'{shown}' is not an SSH public key line ('<type> <base64> [comment]')"
+    kind, blob_text = parts[0], parts[1]
+    if kind not in (
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "ssh-rsa",
+    ):
+        return (
+            f"'{shown}': key type '{kind}' is not accepted; use ssh-ed25519 (or ecdsa-sha2-nistp*, ssh-rsa)"
+        )
+    try:
+        blob = base64.b64decode(blob_text, validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        embedded = blob[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError):
+        return f"'{shown}': the key data is not valid base64 OpenSSH key material"
+    if embedded != kind:
+        return f"'{shown}': the key data is a '{embedded}' key but the line says '{kind}'"
+    if kind == "ssh-ed25519" and len(blob) != 4 + len(kind) + 4 + 32:
+        return f"'{shown}': truncated ed25519 key (copy the whole line of the .pub file)"
+    if kind == "ssh-rsa":
+        rest = blob[4 + length :]
+        (elen,) = struct.unpack(">I", rest[:4])
+        (nlen,) = struct.unpack(">I", rest[4 + elen : 8 + elen] or b"\0\0\0\0")
+        bits = (nlen - 1) * 8 if nlen else 0
+        if bits < 2048:
+            return f"'{shown}': RSA key of about {bits} bits; use ssh-ed25519 or RSA of at least 2048 bits"
+    return None
+
+
+def _check_sovereign(url: str) -> None:
+    """Refuse endpoints run by non-European companies (the list lives in `visio_infra.sovereignty`)."""
+    found = describe_foreign_endpoints(url)
+    if found:
+        raise ValueError(
+            f"'{url}' points to {', '.join(found)}, a non-European service; Visio's endpoints stay on "
+            "sovereign infrastructure (the ministry's own or a SecNumCloud provider's)"
+        )
+
+
+def _mirror_url(url: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ValueError(
+            f"'{url}' is not an http(s) URL of a Debian mirror (e.g. http://ftp.fr.debian.org/debian)"
+        )
+    _check_sovereign(url)
+    return url.rstrip("/")
 
 
 SECTIONS = tuple(StackConfig.model_fields)
 """The `visio:<section>` keys a stack file may hold."""
 
-_HINTS = {
-    "extra_forbidden": "unknown field; remove it or check the spelling",
-    "missing": "required field is missing",
+_TYPE_HINTS = {
+    "ip_v4_network": "give an IPv4 network in CIDR form, e.g. 10.20.0.0/24",
+    "ip_v6_network": "give an IPv6 network in CIDR form, e.g. 2001:db8::/48",
+    "ip_any_network": "give a network in CIDR form, e.g. 10.20.0.0/24 or 2001:db8::/48",
+    "ip_v4_address": "give an IPv4 address, e.g. 10.0.0.53",
+    "int_parsing": "give a whole number",
+    "int_from_float": "give a whole number",
+    "float_parsing": "give a number",
+    "bool_parsing": "give true or false",
+    "list_type": "give a list",
+    "model_type": "give a mapping of fields",
+    "dict_type": "give a mapping",
+    "string_type": "give a text value",
 }
+"""What would be valid, for pydantic's type errors whose own message does not say it."""
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if not (isinstance(p, str) and p in ("openstack", "lab"))]
+    # pydantic adds the constraint/type name for unions of constrained types (e.g. "function-after[...]")
+    parts = [p for p in parts if not re.match(r"^[a-z-]+\[", p)]
     if not parts:
         return f"{PROJECT}:*"
     head, *rest = parts
@@ -441,44 +691,69 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at the parent of `loc`, to suggest the right spelling."""
+def _model_at(loc: tuple[Any, ...]) -> Any:
+    """The pydantic model the location points into (None when it is not a model)."""
     model: Any = StackConfig
-    for part in loc[:-1]:
+    for part in loc:
         if isinstance(part, int) or part in ("openstack", "lab"):
-            model = {"openstack": OpenStackCloud, "lab": LabCloud}.get(part, model)
+            model = {"openstack": OpenStackCloud, "lab": LabCloud}.get(str(part), model)
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            return []
+            return None
         annotation = field.annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
         if model is None:
-            return []
-    return sorted(getattr(model, "model_fields", {}))
+            return None
+    return model
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def _field_doc(loc: tuple[Any, ...]) -> str | None:
+    parent = _model_at(loc[:-1])
+    field = getattr(parent, "model_fields", {}).get(loc[-1]) if parent is not None and loc else None
+    if field is None or not field.description:
+        return None
+    return " ".join(field.description.split())
+
+
+def _describe(error: Mapping[str, Any]) -> list[str]:
+    """Readable lines for one pydantic error: `visio:<section>.<field>: what is wrong; what is valid`."""
     loc = tuple(error["loc"])
     kind = error["type"]
     field = _field_path(loc)
     if kind == "extra_forbidden":
-        allowed = _allowed_fields(loc)
+        parent = _model_at(loc[:-1])
+        allowed = sorted(getattr(parent, "model_fields", {}))
         hint = f"; valid fields here: {', '.join(allowed)}" if allowed else ""
-        return f"{field}: {_HINTS[kind]}{hint}"
+        return [f"{field}: unknown field; remove it or check the spelling{hint}"]
     if kind == "missing":
-        return f"{field}: {_HINTS[kind]}"
+        doc = _field_doc(loc)
+        return [f"{field}: required field is missing" + (f" ({doc})" if doc else "")]
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-    return f"{field}: {message}{shown}"
+    shown = "" if isinstance(got, dict | list) or got is None or str(got) in message else f" (got {got!r})"
+    if kind in _TYPE_HINTS:
+        return [f"{field}: {message}{shown}; {_TYPE_HINTS[kind]}"]
+    if kind == "value_error" and isinstance(_model_at(loc), type):
+        # Model-level checks write "subfield: message" lines; attach each to its own field.
+        lines = []
+        for line in message.splitlines():
+            sub, sep, text = line.partition(": ")
+            if sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)*", sub):
+                lines.append(f"{field}.{sub}: {text}" if loc else f"{PROJECT}:{sub}: {text}")
+            else:
+                lines.append(f"{field}: {line}")
+        return lines
+    return [f"{field}: {message}{shown}"]
 
 
 def parse_stack_config(raw: Mapping[str, Any], source: str) -> StackConfig:
     """Validate the `visio:*` keys of one stack (values as YAML/JSON data or JSON strings).
 
-    `source` names the stack file in every message. Raises StackConfigError listing every problem.
+    Checks fields, then cross-section rules, then that sizing and the address plan can serve the
+    audience. `source` names the stack file in every message. Raises StackConfigError listing every
+    problem, one line each.
     """
     problems: list[str] = []
     data: dict[str, Any] = {}
@@ -498,14 +773,36 @@ def parse_stack_config(raw: Mapping[str, Any], source: str) -> StackConfig:
                 problems.append(f"{key}: not valid structured data ({exc.msg})")
                 continue
         data[section] = value
+    config: StackConfig | None = None
     try:
-        config = StackConfig.model_validate(data)
+        config = StackConfig.model_validate(data, context={"deferred_cross_checks": True})
     except ValidationError as exc:
-        problems.extend(_describe(e) for e in exc.errors())
-        config = None
+        for error in exc.errors():
+            problems.extend(_describe(error))
+    if config is not None:
+        problems.extend(f"{PROJECT}:{field}: {message}" for field, message in cross_problems(config))
+        if not problems:
+            problems.extend(_capacity_problems(config))
     if problems or config is None:
         raise StackConfigError(source, problems)
     return config
+
+
+def _capacity_problems(config: StackConfig) -> list[str]:
+    """Whether sizing can serve the audience and the nodes fit their tiers (both pure)."""
+    from visio_infra.sizing import SizingError, plan
+    from visio_infra.topology import TopologyError, plan_nodes
+
+    try:
+        counts = plan(config).counts
+    except SizingError as exc:
+        return [str(exc)]
+    try:
+        plan_nodes(config, counts)
+    except TopologyError as exc:
+        tier = re.search(r"network\.(\w+_cidr)", str(exc))
+        return [f"{PROJECT}:network.{tier.group(1) if tier else '*'}: {exc}"]
+    return []
 
 
 def stack_file(stack: str, root: Path | None = None) -> Path:
@@ -521,7 +818,9 @@ def load_stack_file(path: Path) -> StackConfig:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise StackConfigError(str(path), ["file not found; stacks live in stacks/Pulumi.<stack>.yaml"]) from None
+        raise StackConfigError(
+            str(path), ["file not found; stacks live in stacks/Pulumi.<stack>.yaml"]
+        ) from None
     except yaml.YAMLError as exc:
         raise StackConfigError(str(path), [f"not valid YAML: {exc}"]) from None
     raw = document.get("config") if isinstance(document, dict) else None

@@ -278,6 +278,19 @@ def _flavor_reason(plan: RolePlan, offer_: Offer) -> Reason:
     )
 
 
+def _meeting_capacity(config: StackConfig, flavor: Flavor, load: _Load, ports: int | None) -> int:
+    """Largest meeting of this audience mix one node of `flavor` can hold."""
+    c = config.sizing.coefficients
+    limits = [
+        (flavor.vcpu - c.sfu_reserved_vcpu_per_node) * c.target_cpu_utilisation / load.vcpu,
+        flavor.nic_gbps * 1000 * c.nic_utilisation / load.mbps_out,
+        flavor.nic_gbps * 1000 * c.nic_utilisation / load.mbps_in,
+    ]
+    if ports is not None:
+        limits.append(ports / 2)
+    return max(0, math.floor(min(limits)))
+
+
 def _sfu(config: StackConfig, offer_: Offer, spares: int, minimum: int) -> tuple[RolePlan, dict[str, float]]:
     c = config.sizing.coefficients
     a = config.audience
@@ -327,6 +340,17 @@ def _sfu(config: StackConfig, offer_: Offer, spares: int, minimum: int) -> tuple
                 "visio:ports.sfu_udp_range",
                 f"the largest meeting ({a.largest_meeting}) needs {meeting['udp_ports']} UDP ports (two per "
                 f"participant) on one node but the range has {ports}; widen the range",
+            )
+        if not _flavor_pinned(config, "sfu") and _pinned_count(config, "sfu") is None:
+            best = max(offer_.flavors, key=lambda f: _meeting_capacity(config, f, load, ports))
+            holds = _meeting_capacity(config, best, load, ports)
+            raise SizingError(
+                "visio:audience.largest_meeting",
+                f"{a.largest_meeting} participants ({_fmt(meeting['vcpu'])} vCPU, "
+                f"{_fmt(meeting['mbps_out'])} Mbit/s out at video_share {a.video_share}) do not fit on one "
+                f"SFU node of any '{offer_.name}' flavor; the largest, {best.name}, holds {holds}. "
+                "A room lives on one node: lower "
+                f"largest_meeting to at most {holds} or add a bigger flavor to the price table",
             )
         raise _no_flavor(config, "sfu", "visio:audience.largest_meeting", rejected)
     cpu, egress, ingress = plan.constraints[:3]
