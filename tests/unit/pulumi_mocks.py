@@ -17,8 +17,6 @@ OPENSTACK_SAMPLE: dict[str, Any] = {
         "external_network": "ext-net",
         "image": "debian-12-genericcloud",
         "availability_zones": ["az1", "az2", "az3"],
-        "flavors": {"sfu": "c2.large", "turn": "c2.medium", "db": "m2.large", "redis": "m2.small",
-                    "bastion": "s2.small"},
         "encrypted_volume_type": "ceph-ssd-luks",
         "dns_zone": "visio.exemple.gouv.fr",
         "package_mirror": "https://miroir.exemple.gouv.fr/debian",
