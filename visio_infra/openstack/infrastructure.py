@@ -1,0 +1,122 @@
+"""`Infrastructure` on a sovereign OpenStack region: network, security groups, server groups, nodes."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_openstack as openstack
+
+from visio_infra import tagging
+from visio_infra.cloud_init import ADMIN_USER, user_data
+from visio_infra.config import ROLES, OpenStackCloud
+from visio_infra.infrastructure import InfrastructureArgs
+from visio_infra.openstack.network import NetworkArgs, VisioNetwork
+from visio_infra.openstack.node import NodeArgs, OpenStackNode
+from visio_infra.openstack.security import SecurityGroups, SecurityGroupsArgs
+from visio_infra.pricing import BOOT_VOLUME_GIB
+from visio_infra.sizing import db_volume_gib
+from visio_infra.topology import PUBLIC_ROLES, TIER_OF_ROLE
+
+SERVER_GROUP_POLICY = "anti-affinity"
+"""Strict: two nodes of a role never share a hypervisor, so losing one host loses at most one node
+per role. (pulumi-openstack v5 takes the policy as a single string.)"""
+
+
+class OpenStackInfrastructure(pulumi.ComponentResource):
+    """A ministry's machines on OpenStack, behind one explicit provider.
+
+    The provider gets only the cloud's name (clouds.yaml entry) or Keystone URL and the region from
+    the stack config; credentials come from the operator's clouds.yaml/secure.yaml or OS_*
+    environment (application credentials), never from the stack file or the state.
+    """
+
+    public_ips: dict[str, pulumi.Output[str | None]]
+    connection: pulumi.Output[dict]
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: InfrastructureArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("visio:openstack:Infrastructure", name, None, opts)
+        config = args.config
+        cloud = config.cloud
+        if not isinstance(cloud, OpenStackCloud):
+            raise TypeError("OpenStackInfrastructure needs a `kind: openstack` cloud")
+        slug = config.ministry.slug
+
+        provider = openstack.Provider(
+            f"{name}-provider",
+            cloud=cloud.cloud,
+            auth_url=cloud.auth_url,
+            region=cloud.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        invoke = pulumi.InvokeOutputOptions(provider=provider, parent=self)
+
+        external = openstack.networking.get_network_output(
+            name=cloud.external_network, external=True, opts=invoke
+        )
+        image = openstack.images.get_image_output(name=cloud.image, most_recent=True, opts=invoke)
+
+        network = VisioNetwork(
+            f"{name}-network", NetworkArgs(config=config, external_network_id=external.id), opts=child
+        )
+        counts = {role: sum(1 for n in args.nodes if n.role == role) for role in ROLES}
+        security = SecurityGroups(
+            f"{name}-security", SecurityGroupsArgs(config=config, counts=counts), opts=child
+        )
+        server_groups = {
+            role: openstack.compute.ServerGroup(
+                f"{name}-{role}-group", name=f"visio-{slug}-{role}", policies=SERVER_GROUP_POLICY, opts=child
+            )
+            for role in ROLES
+            if counts[role]
+        }
+        keypair = openstack.compute.Keypair(
+            f"{name}-keypair", name=f"visio-{slug}", public_key=cloud.ssh_public_keys[0], opts=child
+        )
+
+        flavors = {role: args.flavors.get(role) or getattr(cloud.flavors, role) for role in ROLES}
+        data_gib = db_volume_gib(config)
+        self.nodes: dict[str, OpenStackNode] = {}
+        self.public_ips = {}
+        self.ready = list(network.router_interfaces)
+        for spec in args.nodes:
+            flavor = flavors[spec.role]
+            if not flavor:
+                raise ValueError(f"no flavor for role {spec.role}: set visio:cloud.flavors.{spec.role}")
+            node = OpenStackNode(
+                spec.name,
+                NodeArgs(
+                    spec=spec,
+                    ministry=slug,
+                    flavor=flavor,
+                    image_id=image.id,
+                    boot_volume_gib=BOOT_VOLUME_GIB,
+                    network_id=network.network_id,
+                    subnet_id=network.subnet_ids[TIER_OF_ROLE[spec.role]],
+                    security_group_id=security.group_ids[spec.role],
+                    server_group_id=server_groups[spec.role].id,
+                    key_pair=keypair.name,
+                    user_data=user_data(config, spec),
+                    external_network=cloud.external_network if spec.role in PUBLIC_ROLES else None,
+                    data_volume_gib=data_gib if spec.role == "db" else None,
+                    data_volume_type=cloud.encrypted_volume_type if spec.role == "db" else None,
+                    floating_ip_after=list(network.router_interfaces),
+                ),
+                opts=child,
+            )
+            self.nodes[spec.name] = node
+            self.public_ips[spec.name] = node.public_ip
+            self.ready.extend(node.ready)
+
+        bastions = [n for n in args.nodes if n.role == "bastion"]
+        bastion_ip = self.public_ips[bastions[0].name] if bastions else pulumi.Output.from_input(None)
+        self.connection = pulumi.Output.from_input(bastion_ip).apply(
+            lambda host: {
+                "user": ADMIN_USER,
+                "bastion": {"host": host, "user": ADMIN_USER} if host else None,
+                "ssh_key_file": None,
+            }
+        )
+        self.register_outputs({"connection": self.connection, "tags": tagging.tags(slug, "infrastructure")})
