@@ -472,9 +472,9 @@ class Coefficients(_Model):
     """LiveKit opens a publisher and a subscriber peer connection, each relayed separately."""
     turn_allocations_per_vcpu: Annotated[int, Field(gt=0)] = 2000
     """coturn is bandwidth-bound: "thousands of allocations per CPU" (REFERENCE.md), TLS included."""
-    db_users_per_vcpu: Annotated[int, Field(gt=0)] = 25000
+    db_users_per_vcpu: Annotated[int, Field(gt=0)] = 50000
     """Meet backend queries per user are light (join, room rights); one vCPU serves this many accounts."""
-    db_users_per_ram_gib: Annotated[int, Field(gt=0)] = 10000
+    db_users_per_ram_gib: Annotated[int, Field(gt=0)] = 25000
     """RAM so the working set (users, rooms, accesses) and connections stay in memory."""
     db_kib_per_user: Annotated[float, Field(gt=0)] = 50.0
     """Data per account (user, rooms, accesses, recordings metadata, indexes)."""
