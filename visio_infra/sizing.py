@@ -397,7 +397,7 @@ def _sfu(config: StackConfig, offer_: Offer, spares: int, minimum: int) -> tuple
             "largest meeting on one node",
             f"{a.largest_meeting} × {_fmt(load.vcpu)} = {_fmt(meeting['vcpu'])} vCPU ≤ {_fmt(cpu.per_node)}; "
             f"{_fmt(meeting['mbps_out'])} ≤ {_fmt(egress.per_node)} Mbit/s out"
-            + (f"; {meeting['udp_ports']} ≤ {ports} UDP ports" if ports is not None else ""),
+            + (f"; {meeting['udp_ports']} ≤ {_fmt(ports)} UDP ports" if ports is not None else ""),
             "fits",
         )
     )
@@ -577,8 +577,8 @@ def plan(config: StackConfig) -> SizingPlan:
         offer_,
         "redis",
         1,
-        "1: LiveKit keeps only room-routing state in Redis; nodes re-register after a restart, "
-        "calls in progress keep their media",
+        "one node: LiveKit keeps only room-routing state in Redis; nodes re-register after a "
+        "restart, calls in progress keep their media",
     )
     bastion = _single(
         config,
@@ -587,7 +587,7 @@ def plan(config: StackConfig) -> SizingPlan:
         0 if lab else 1,
         "none in the lab (the host reaches the machines)"
         if lab
-        else "1: the only SSH entry point; DB/Redis have no public address",
+        else "one: the only SSH entry point; DB/Redis have no public address",
     )
     return SizingPlan(
         offer=offer_,
