@@ -54,3 +54,176 @@ def sample_config(**overrides: Any):
     from visio_infra.config import parse_stack_config
 
     return parse_stack_config(sample_raw(**overrides), source="tests/sample")
+
+
+# --- Running the real program under Pulumi mocks -------------------------------------------------
+
+import ipaddress  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import string  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pulumi  # noqa: E402
+from pulumi.runtime import mocks as pulumi_mocks_runtime  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS_DIR = ROOT / "stacks"
+FLOATING_POOL = ipaddress.ip_network("203.0.113.0/24")
+"""TEST-NET-3: the addresses the mocked cloud hands out as floating IPs."""
+
+
+@dataclass
+class Registration:
+    """One resource the program registered, as the engine saw it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
+    provider: str = ""
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+
+
+@dataclass
+class ProgramRun:
+    """What one evaluation of the program produced."""
+
+    stack: str
+    resources: list[Registration]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, Registration]:
+        return {r.urn: r for r in self.resources}
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like a small OpenStack cloud: ids, floating addresses, random strings."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._next_ip = 10
+        self._rng = random.Random(0)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        state = dict(args.inputs)
+        if args.typ == "openstack:networking/floatingIp:FloatingIp":
+            state["address"] = str(FLOATING_POOL[self._next_ip])
+            self._next_ip += 1
+        elif args.typ.startswith("random:index/random") and "length" in args.inputs:
+            alphabet = string.ascii_letters + string.digits
+            state["result"] = "".join(self._rng.choice(alphabet) for _ in range(int(args.inputs["length"])))
+        elif args.typ == "openstack:networking/port:Port":
+            state["allFixedIps"] = [ip["ipAddress"] for ip in args.inputs.get("fixedIps", [])]
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "openstack:networking/getNetwork:getNetwork":
+            return {"id": f"{args.args.get('name')}-id", "name": args.args.get("name"), "external": True}
+        if args.token == "openstack:images/getImage:getImage":
+            return {"id": "debian-12-image-id", "name": args.args.get("name")}
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks_runtime.MockMonitor):
+    """Keeps what the SDK sent with each registration (parent, options), which Mocks does not see."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+        self.requests: dict[str, Any] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.requests[response.urn] = request
+        return response
+
+
+LAST_MONITOR: RecordingMonitor | None = None
+"""The monitor of the latest `run_program`, even when the program failed (to check nothing was registered)."""
+
+
+def _config_env(raw: dict[str, Any]) -> str:
+    """PULUMI_CONFIG as the Pulumi CLI sets it: every value a string, structured values as JSON."""
+    return json.dumps({k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()})
+
+
+def stack_raw_config(path: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["config"]
+
+
+def run_program(raw: dict[str, Any], stack: str) -> ProgramRun:
+    """Evaluate `visio_infra.deployment.build_deployment` for one stack config under mocks."""
+    from pulumi.runtime import rpc
+    from pulumi.runtime.settings import get_root_resource
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    global LAST_MONITOR
+    mocks = RecordingMocks()
+    monitor = LAST_MONITOR = RecordingMonitor(mocks)
+    previous = os.environ.get("PULUMI_CONFIG")
+    os.environ["PULUMI_CONFIG"] = _config_env(raw)
+    resolved: dict[str, Any] = {}
+    secret: set[str] = set()
+    try:
+        pulumi.runtime.set_mocks(mocks, project="visio", stack=stack, preview=False, monitor=monitor)
+
+        def body() -> None:
+            from visio_infra.config import load_from_pulumi
+            from visio_infra.deployment import build_deployment
+
+            build_deployment(load_from_pulumi())
+            root = get_root_resource()
+            assert root is not None
+
+            async def resolve() -> None:
+                for name, value in root.outputs.items():
+                    output = pulumi.Output.from_input(value)
+                    resolved[name] = await output.future(with_unknowns=True)
+                    if await output.is_secret():
+                        secret.add(name)
+
+            _sync_await(resolve())
+
+        _sync_await(run_pulumi_func(body))
+    finally:
+        if previous is None:
+            os.environ.pop("PULUMI_CONFIG", None)
+        else:
+            os.environ["PULUMI_CONFIG"] = previous
+
+    resources = []
+    for urn, request in monitor.requests.items():
+        registered = monitor.resources.get(urn)
+        resources.append(
+            Registration(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                parent=request.parent,
+                custom=request.custom,
+                inputs=rpc.deserialize_properties(request.object) if request.object else {},
+                outputs=dict(registered.state) if registered is not None else {},
+                ignore_changes=list(request.ignoreChanges),
+                provider=request.provider,
+                dependencies=list(request.dependencies),
+                protect=bool(request.protect),
+            )
+        )
+    return ProgramRun(stack=stack, resources=resources, outputs=resolved, secret_outputs=secret)

@@ -1,0 +1,402 @@
+"""The real program (`build_deployment`) under Pulumi mocks, for every OpenStack stack in stacks/.
+
+Each stack file is fed to the program the way the Pulumi CLI does (PULUMI_CONFIG), the program runs
+once per stack (cached for the module), and every test checks what it registered against the pure
+models it must follow: sizing, topology, security rules, tags, cloud-init and the output contract.
+`sample` is an extra in-test stack covering variants the ministry stacks do not use (UDP mux port,
+an IPv6 admin network).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from pulumi_mocks import STACKS_DIR, ProgramRun, run_program, sample_raw, stack_raw_config
+
+from visio_infra import cloud_init, tagging
+from visio_infra.config import ROLES, StackConfig, parse_stack_config
+from visio_infra.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
+from visio_infra.pricing import BOOT_VOLUME_GIB
+from visio_infra.security_rules import security_rules, world_open_sensitive
+from visio_infra.sizing import db_volume_gib, plan
+from visio_infra.sovereignty import find_foreign_endpoints
+from visio_infra.topology import PUBLIC_ROLES, plan_nodes
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+"""pulumi_openstack warns about its own deprecated v2 aliases when imported."""
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+"""How a Pulumi secret looks in deserialized inputs: {SECRET_SIG: <marker>, "value": ...}."""
+
+T_INSTANCE = "openstack:compute/instance:Instance"
+T_VOLUME = "openstack:blockstorage/volume:Volume"
+T_ATTACH = "openstack:compute/volumeAttach:VolumeAttach"
+T_PORT = "openstack:networking/port:Port"
+T_FIP = "openstack:networking/floatingIp:FloatingIp"
+T_GROUP = "openstack:networking/secGroup:SecGroup"
+T_RULE = "openstack:networking/secGroupRule:SecGroupRule"
+T_SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"
+T_SUBNET = "openstack:networking/subnet:Subnet"
+T_PROVIDER = "pulumi:providers:openstack"
+TAGGED_TYPES = {
+    "openstack:networking/network:Network", "openstack:networking/router:Router", T_SUBNET, T_GROUP,
+    T_PORT, T_FIP,
+}
+METADATA_TYPES = {T_INSTANCE, T_VOLUME}
+
+
+def _kind(path) -> str:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["config"]["visio:cloud"]["kind"]
+
+
+def _stacks(kind: str) -> list[str]:
+    return sorted(
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        for p in STACKS_DIR.glob("Pulumi.*.yaml")
+        if _kind(p) == kind
+    )
+
+
+MINISTRY_STACKS = _stacks("openstack")
+LAB_STACKS = _stacks("lab")
+OPENSTACK_STACKS = [*MINISTRY_STACKS, "sample"]
+
+
+def _sample() -> dict[str, Any]:
+    return sample_raw(ministry={"slug": "sample", "name": "Ministère de l'Exemple"},
+                      ports={"sfu_udp_range": None, "sfu_udp_mux_port": 7882})
+
+
+def _raw(stack: str) -> dict[str, Any]:
+    return _sample() if stack == "sample" else stack_raw_config(STACKS_DIR / f"Pulumi.{stack}.yaml")
+
+
+@cache
+def _run(stack: str) -> ProgramRun:
+    return run_program(_raw(stack), stack)
+
+
+@cache
+def _config(stack: str) -> StackConfig:
+    return parse_stack_config(_raw(stack), source=stack)
+
+
+@pytest.fixture(params=OPENSTACK_STACKS)
+def stack(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def run(stack) -> ProgramRun:
+    return _run(stack)
+
+
+@pytest.fixture
+def config(stack) -> StackConfig:
+    return _config(stack)
+
+
+def _role(resource) -> str:
+    source = resource.inputs.get("metadata") or resource.inputs.get("tags")
+    return tagging.parse_tags(source).get("role", "")
+
+
+def _by_id(run: ProgramRun, type_: str) -> dict[str, Any]:
+    return {f"{r.name}-id": r for r in run.of_type(type_)}
+
+
+def _unsecret(value: Any) -> Any:
+    if isinstance(value, dict) and SECRET_SIG in value:
+        return _unsecret(value["value"])
+    return value
+
+
+def test_the_ministry_stacks_are_all_covered():
+    assert len(MINISTRY_STACKS) >= 4, f"expected the ministry stacks in {STACKS_DIR}, found {MINISTRY_STACKS}"
+
+
+def test_node_counts_names_addresses_and_flavors_follow_sizing(run, config):
+    sizing = plan(config)
+    nodes = plan_nodes(config, sizing.counts)
+    instances = {r.inputs["name"]: r for r in run.of_type(T_INSTANCE)}
+    assert {role: sum(1 for i in instances.values() if _role(i) == role) for role in ROLES} == sizing.counts
+    assert set(instances) == {n.name for n in nodes}
+    ports = {r.inputs["name"]: r for r in run.of_type(T_PORT)}
+    for node in nodes:
+        instance = instances[node.name]
+        assert instance.inputs["flavorName"] == sizing.flavors[node.role]
+        assert instance.inputs["availabilityZone"] == node.zone
+        (fixed,) = ports[node.name].inputs["fixedIps"]
+        assert fixed["ipAddress"] == str(node.private_ip)
+        assert instance.inputs["networks"] == [{"port": f"{ports[node.name].name}-id"}]
+
+
+def test_network_has_one_subnet_per_tier_and_a_router_to_the_external_network(run, config):
+    subnets = {tagging.parse_tags(s.inputs["tags"])["tier"]: s.inputs["cidr"] for s in run.of_type(T_SUBNET)}
+    assert subnets == {
+        "edge": str(config.network.edge_cidr),
+        "data": str(config.network.data_cidr),
+        "admin": str(config.network.admin_cidr),
+    }
+    (router,) = run.of_type("openstack:networking/router:Router")
+    assert router.inputs["externalNetworkId"] == f"{config.cloud.external_network}-id"
+    assert len(run.of_type("openstack:networking/routerInterface:RouterInterface")) == 3
+
+
+def test_security_groups_hold_exactly_the_rules_of_each_role(run, config):
+    counts = plan(config).counts
+    groups = {r.inputs["name"].rsplit("-", 1)[1]: r for r in run.of_type(T_GROUP)}
+    assert set(groups) == set(ROLES)
+    role_of_group = {f"{g.name}-id": role for role, g in groups.items()}
+    for group in groups.values():
+        assert group.inputs["deleteDefaultRules"] is True
+    actual: dict[str, set] = {role: set() for role in ROLES}
+    for rule in run.of_type(T_RULE):
+        inputs = rule.inputs
+        remote = role_of_group.get(inputs.get("remoteGroupId", ""))
+        actual[role_of_group[inputs["securityGroupId"]]].add((
+            inputs["direction"], inputs["ethertype"], inputs.get("protocol"),
+            inputs.get("portRangeMin"), inputs.get("portRangeMax"), inputs.get("remoteIpPrefix"), remote,
+        ))
+    expected = {
+        role: {(r.direction, r.ethertype, r.protocol, r.port_min, r.port_max, r.remote_cidr, r.remote_role)
+               for r in rules}
+        for role, rules in security_rules(config, counts).items()
+    }
+    assert actual == expected
+    assert len(run.of_type(T_RULE)) == sum(len(rules) for rules in expected.values())
+
+
+def test_no_registered_rule_opens_a_sensitive_port_to_the_world(run):
+    from visio_infra.security_rules import Rule
+
+    for resource in run.of_type(T_RULE):
+        i = resource.inputs
+        rule = Rule("x", "x", i["direction"], i.get("protocol"), i.get("portRangeMin"), i.get("portRangeMax"),
+                    i["ethertype"], remote_cidr=i.get("remoteIpPrefix"),
+                    remote_role="group" if i.get("remoteGroupId") else None)
+        assert world_open_sensitive(rule) == [], resource.name
+        if i["direction"] == "ingress" and i.get("remoteIpPrefix") in ("0.0.0.0/0", "::/0"):
+            assert i["protocol"] in ("tcp", "udp") and i.get("portRangeMin") is not None, resource.name
+
+
+def test_each_port_is_in_its_own_role_group_only(run):
+    groups = {f"{g.name}-id": g.inputs["name"].rsplit("-", 1)[1] for g in run.of_type(T_GROUP)}
+    for port in run.of_type(T_PORT):
+        assert [groups[g] for g in port.inputs["securityGroupIds"]] == [_role(port)]
+
+
+def test_anti_affinity_server_group_per_role(run, config):
+    counts = plan(config).counts
+    server_groups = {r.inputs["name"].rsplit("-", 1)[1]: r for r in run.of_type(T_SERVER_GROUP)}
+    assert set(server_groups) == {role for role, n in counts.items() if n}
+    for group in server_groups.values():
+        assert group.inputs["policies"] == "anti-affinity"
+    for instance in run.of_type(T_INSTANCE):
+        assert instance.inputs["schedulerHints"] == [{"group": f"{server_groups[_role(instance)].name}-id"}]
+
+
+def test_boot_from_volume_and_encrypted_db_data_volumes(run, config):
+    volumes = _by_id(run, T_VOLUME)
+    attachments = {a.inputs["volumeId"]: a.inputs["instanceId"] for a in run.of_type(T_ATTACH)}
+    used = set()
+    for instance in run.of_type(T_INSTANCE):
+        (device,) = instance.inputs["blockDevices"]
+        assert device["sourceType"] == device["destinationType"] == "volume"
+        assert device["bootIndex"] == 0 and device["deleteOnTermination"] is False
+        boot = volumes[device["uuid"]]
+        assert boot.inputs["imageId"] == "debian-12-image-id"
+        assert boot.inputs["size"] == BOOT_VOLUME_GIB
+        assert boot.inputs["availabilityZone"] == instance.inputs["availabilityZone"]
+        used.add(device["uuid"])
+    data = {vid: v for vid, v in volumes.items() if v.inputs["metadata"].get("purpose") == "data"}
+    db_instances = {f"{i.name}-id" for i in run.of_type(T_INSTANCE) if _role(i) == "db"}
+    assert len(data) == len(db_instances) >= 2
+    for volume_id, volume in data.items():
+        assert _role(volume) == "db"
+        assert volume.inputs["volumeType"] == config.cloud.encrypted_volume_type
+        assert volume.inputs["size"] == db_volume_gib(config)
+        assert attachments[volume_id] in db_instances
+    assert set(attachments.values()) == db_instances
+    assert used | set(data) == set(volumes)
+
+
+def test_floating_ips_only_for_sfu_turn_and_bastion(run, config):
+    ports = {f"{p.name}-id": p for p in run.of_type(T_PORT)}
+    fips = run.of_type(T_FIP)
+    assert {ports[f.inputs["portId"]].inputs["name"] for f in fips} == {
+        n.name for n in plan_nodes(config, plan(config).counts) if n.role in PUBLIC_ROLES
+    }
+    for fip in fips:
+        assert _role(ports[fip.inputs["portId"]]) in PUBLIC_ROLES
+        assert fip.inputs["pool"] == config.cloud.external_network
+        assert any("routerInterface" in dep for dep in fip.dependencies)
+
+
+def test_everything_taggable_is_tagged(run, config):
+    checked = 0
+    for resource in run.resources:
+        if resource.type in TAGGED_TYPES:
+            values = resource.inputs.get("tags")
+        elif resource.type in METADATA_TYPES:
+            values = resource.inputs.get("metadata")
+        else:
+            continue
+        assert tagging.missing_keys(values) == [], resource.name
+        assert tagging.parse_tags(values)["ministry"] == config.ministry.slug
+        checked += 1
+    assert checked >= len(run.of_type(T_INSTANCE)) * 3
+
+
+def test_replacement_guards(run):
+    for instance in run.of_type(T_INSTANCE):
+        assert set(instance.ignore_changes) == {"userData", "keyPair"}
+    for volume in run.of_type(T_VOLUME):
+        if volume.inputs["metadata"]["purpose"] == "boot" and _role(volume) != "bastion":
+            assert volume.ignore_changes == ["imageId"], volume.name
+        else:
+            assert volume.ignore_changes == [], volume.name
+
+
+def test_one_explicit_provider_without_credentials(run, config):
+    (provider,) = run.of_type(T_PROVIDER)
+    expected = {"region": config.cloud.region}
+    cloud = config.cloud
+    expected.update({"cloud": cloud.cloud} if cloud.cloud else {"authUrl": cloud.auth_url})
+    assert provider.inputs == expected
+    for resource in run.resources:
+        if resource.custom and resource.type.startswith("openstack:"):
+            assert resource.provider.startswith(provider.urn + "::"), resource.name
+
+
+def test_every_resource_has_a_component_parent(run):
+    by_urn = run.by_urn()
+    for resource in run.resources:
+        if resource.type.startswith(("openstack:", "random:", "pulumi:providers:")):
+            assert resource.parent in by_urn and not by_urn[resource.parent].custom, resource.name
+
+
+def test_user_data_is_the_rendered_template_without_secrets(run, config):
+    nodes = {n.name: n for n in plan_nodes(config, plan(config).counts)}
+    secret_values = [str(run.outputs[name]) for name in ("livekit_api_secret", "turn_shared_secret",
+                                                         "redis_password")]
+    secret_values.append(run.outputs["meet_env"]["DB_PASSWORD"])
+    for instance in run.of_type(T_INSTANCE):
+        text = instance.inputs["userData"]
+        assert text == cloud_init.user_data(config, nodes[instance.inputs["name"]])
+        for value in secret_values:
+            assert value not in text
+
+
+def test_no_secret_in_clear_in_any_input_or_plain_output(run):
+    names = ("livekit_api_secret", "turn_shared_secret", "redis_password")
+    secrets = {str(run.outputs[name]) for name in names}
+    secrets.add(run.outputs["meet_env"]["DB_PASSWORD"])
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            if SECRET_SIG in value:
+                return  # a Pulumi secret: encrypted in state
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+        elif isinstance(value, str):
+            assert not any(secret in value for secret in secrets), where
+
+    for resource in run.resources:
+        if not resource.type.startswith("random:"):
+            walk({k: v for k, v in resource.inputs.items() if k != "__provider"}, resource.name)
+    for name, value in run.outputs.items():
+        if name not in run.secret_outputs:
+            walk(value, name)
+
+
+def test_nothing_points_to_a_non_european_endpoint(run):
+    text = json.dumps([{k: v for k, v in r.inputs.items() if k != "__provider"} for r in run.resources],
+                      default=str)
+    assert find_foreign_endpoints(text) == []
+    assert find_foreign_endpoints(json.dumps(run.outputs, default=str)) == []
+
+
+def test_output_contract(run, config):
+    outputs = run.outputs
+    assert set(outputs) == set(OUTPUT_NAMES)
+    assert run.secret_outputs == set(SECRET_OUTPUTS)
+    assert outputs["livekit_url"] == f"wss://{config.domains.signalling}"
+    assert outputs["livekit_api_url"] == f"https://{config.domains.signalling}"
+    assert all(uri.split(":")[1] == config.domains.turn for uri in outputs["turn_uris"])
+    assert outputs["livekit_api_key"].startswith("API") and len(outputs["livekit_api_key"]) >= 12
+    assert len(outputs["livekit_api_secret"]) >= 32
+    assert len(outputs["turn_shared_secret"]) >= 32
+    assert len(outputs["redis_password"]) >= 32
+    assert set(outputs["meet_env"]) == {
+        "LIVEKIT_API_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
+        "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+    }
+    assert outputs["meet_env"]["LIVEKIT_API_KEY"] == outputs["livekit_api_key"]
+    nodes = plan_nodes(config, plan(config).counts)
+    first_db = next(n for n in nodes if n.role == "db")
+    assert outputs["meet_env"]["DB_HOST"] == str(first_db.private_ip)
+    assert outputs["database_url"] == (
+        f"postgresql://{config.meet.database_user}:{outputs['meet_env']['DB_PASSWORD']}@{first_db.private_ip}"
+        f":5432/{config.meet.database}?sslmode=verify-full"
+    )
+
+
+def test_inventory_output(run, config):
+    inventory = run.outputs["inventory"]
+    assert set(inventory["groups"]) == set(ROLES)
+    fip_by_port = {f.inputs["portId"]: f.outputs["address"] for f in run.of_type(T_FIP)}
+    port_id = {p.inputs["name"]: f"{p.name}-id" for p in run.of_type(T_PORT)}
+    for node in plan_nodes(config, plan(config).counts):
+        (host,) = [h for h in inventory["groups"][node.role] if h["name"] == node.name]
+        assert set(host) == {"name", "private_ip", "public_ip"}
+        assert host["private_ip"] == str(node.private_ip)
+        assert host["public_ip"] == fip_by_port.get(port_id[node.name])
+        assert (host["public_ip"] is None) == (node.role not in PUBLIC_ROLES)
+    (bastion,) = inventory["groups"]["bastion"]
+    assert inventory["connection"] == {
+        "user": "debian", "bastion": {"host": bastion["public_ip"], "user": "debian"}, "ssh_key_file": None,
+    }
+
+
+def test_host_configuration_waits_for_machines_addresses_and_volumes(run):
+    (configuration,) = [r for r in run.resources if r.type.endswith(":HostConfiguration")]
+    needed = {r.urn for r in run.resources if r.type in (T_INSTANCE, T_FIP, T_ATTACH)}
+    assert needed <= set(configuration.dependencies)
+
+
+@pytest.mark.parametrize("lab", LAB_STACKS)
+def test_lab_shares_secrets_and_output_contract(lab):
+    run = _run(lab)
+    assert set(run.outputs) == set(OUTPUT_NAMES)
+    assert run.secret_outputs == set(SECRET_OUTPUTS)
+    assert len(run.outputs["livekit_api_secret"]) >= 32
+    assert not run.of_type(T_INSTANCE), "the lab must not create OpenStack resources"
+    assert len(run.of_type("random:index/randomPassword:RandomPassword")) == 6
+
+
+@pytest.mark.parametrize(
+    "section, value, message",
+    [
+        ("network", {"admin_cidrs": ["0.0.0.0/0"]}, "visio:network.admin_cidrs"),
+        ("audience", {"users": 0}, "visio:audience.users"),
+        ("typo", {"x": 1}, "visio:typo"),
+    ],
+)
+def test_invalid_config_registers_no_resource(section, value, message):
+    raw = _sample()
+    key = f"visio:{section}"
+    raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) else value
+    with pytest.raises(pulumi.RunError, match=message):
+        run_program(raw, "invalid")
+    from pulumi_mocks import LAST_MONITOR
+
+    assert LAST_MONITOR.requests == {}
