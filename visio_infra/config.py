@@ -385,12 +385,16 @@ class Ports(_Model):
                 f"{LIVEKIT_RESERVED_TCP_PORTS[self.sfu_ice_tcp_port]}; use 7881"
             )
         relay = self.turn_relay_range
-        for port, what in TURN_LISTENING_PORTS.items():
-            if relay.start <= port <= relay.end:
-                problems.append(
-                    f"turn_relay_range: {relay.start}-{relay.end} contains port {port} ({what}); "
-                    "keep the relay range above it (default 49152-65535)"
-                )
+        inside = [
+            f"{port} ({what})"
+            for port, what in TURN_LISTENING_PORTS.items()
+            if relay.start <= port <= relay.end
+        ]
+        if inside:
+            problems.append(
+                f"turn_relay_range: {relay.start}-{relay.end} contains port(s) {', '.join(inside)}; "
+                "keep the relay range above them (default 49152-65535)"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -506,13 +510,20 @@ class StackConfig(_Model):
     """One ministry's Visio deployment, as written in its stack file."""
 
     ministry: Ministry
+    """Who the deployment is for: {slug, name}."""
     cloud: Cloud
+    """Where it runs: {kind: openstack, offer, cloud or auth_url, region, ...} or {kind: lab, ...}."""
     audience: Audience
+    """Who uses it: {users, peak_participants, video_share, largest_meeting, turn_share}."""
     versions: Versions
+    """Pinned component versions: {livekit, coturn, postgresql}."""
     network: Network
+    """Address plan: {edge_cidr, data_cidr, admin_cidr, app_cidr, monitoring_cidr, admin_cidrs}."""
     ports: Ports = Ports()
     domains: Domains
+    """Public names: {signalling, turn}."""
     tls: Tls
+    """Certificate source: {source: stack-ca} or {source: files, cert_file, key_file}."""
     meet: Meet = Meet()
     sizing: Sizing = Sizing()
     upgrade: Upgrade = Upgrade()
@@ -732,7 +743,10 @@ def _describe(error: Mapping[str, Any]) -> list[str]:
         return [f"{field}: required field is missing" + (f" ({doc})" if doc else "")]
     message = str(error["msg"]).removeprefix("Value error, ")
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None or str(got) in message else f" (got {got!r})"
+    already_shown = kind == "value_error" and str(got) in message
+    shown = "" if isinstance(got, dict | list) or got is None or already_shown else f" (got {got!r})"
+    if kind == "union_tag_invalid":
+        return [f"{field}.{error.get('ctx', {}).get('discriminator', 'kind').strip(chr(39))}: {message}"]
     if kind in _TYPE_HINTS:
         return [f"{field}: {message}{shown}; {_TYPE_HINTS[kind]}"]
     if kind == "value_error" and isinstance(_model_at(loc), type):
@@ -818,8 +832,12 @@ def load_stack_file(path: Path) -> StackConfig:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
+        known = sorted(
+            p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml")
+        )
+        hint = f"; stacks in {path.parent}: {', '.join(known)}" if known else ""
         raise StackConfigError(
-            str(path), ["file not found; stacks live in stacks/Pulumi.<stack>.yaml"]
+            str(path), [f"file not found; stacks live in stacks/Pulumi.<stack>.yaml{hint}"]
         ) from None
     except yaml.YAMLError as exc:
         raise StackConfigError(str(path), [f"not valid YAML: {exc}"]) from None

@@ -217,9 +217,7 @@ def _choose(
         if pinned_count is not None:
             serving = pinned_count if config.is_lab else pinned_count - spares
             if serving < needed:
-                rejected.append(
-                    f"{flavor.name} needs {needed} serving nodes, the pinned count gives {serving}"
-                )
+                rejected.append(f"{flavor.name} needs {needed} serving nodes, {_PINNED_TOO_LOW} {serving}")
                 continue
             count = pinned_count
         else:
@@ -243,14 +241,23 @@ def _choose(
     return (best[1] if best else None), rejected
 
 
+_PINNED_TOO_LOW = "the pinned count gives"
+
+
 def _no_flavor(config: StackConfig, role: str, what: str, rejected: list[str]) -> SizingError:
-    if _flavor_pinned(config, role):
+    if rejected and all(_PINNED_TOO_LOW in r for r in rejected):
+        field_ = f"visio:sizing.nodes.{role}"
+    elif _flavor_pinned(config, role):
         field_ = f"visio:cloud.flavors.{role}"
     elif _pinned_count(config, role) is not None:
         field_ = f"visio:sizing.nodes.{role}"
     else:
         field_ = what
-    return SizingError(field_, "no flavor can serve the " + role + " role: " + "; ".join(rejected))
+    hint = {
+        f"visio:sizing.nodes.{role}": "raise the pinned count, or remove it to let sizing decide",
+        f"visio:cloud.flavors.{role}": "pin a bigger flavor, or remove the pin to let sizing choose",
+    }.get(field_, "add a bigger flavor to the offer's price table or lower the audience figures")
+    return SizingError(field_, f"no flavor can serve the {role} role: {'; '.join(rejected)}; {hint}")
 
 
 def _count_reason(plan: RolePlan, minimum: int, spares: int, lab: bool) -> Reason:
