@@ -89,6 +89,7 @@ class Registration:
     ignore_changes: list[str] = field(default_factory=list)
     provider: str = ""
     dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     protect: bool = False
 
 
@@ -223,7 +224,49 @@ def run_program(raw: dict[str, Any], stack: str) -> ProgramRun:
                 ignore_changes=list(request.ignoreChanges),
                 provider=request.provider,
                 dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                 protect=bool(request.protect),
             )
         )
     return ProgramRun(stack=stack, resources=resources, outputs=resolved, secret_outputs=secret)
+
+
+# --- The stacks the suites run over, each evaluated once per test session ------------------------
+
+
+def _kind(path: Path) -> str:
+    import yaml
+
+    return str(yaml.safe_load(path.read_text(encoding="utf-8"))["config"]["visio:cloud"]["kind"])
+
+
+def stacks_of_kind(kind: str) -> list[str]:
+    return sorted(
+        p.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        for p in STACKS_DIR.glob("Pulumi.*.yaml")
+        if _kind(p) == kind
+    )
+
+
+MINISTRY_STACKS = stacks_of_kind("openstack")
+LAB_STACKS = stacks_of_kind("lab")
+OPENSTACK_STACKS = [*MINISTRY_STACKS, "sample"]
+"""Every OpenStack stack file, plus `sample`: variants they do not use (UDP mux port, IPv6 admin CIDR)."""
+
+
+def sample_stack_raw() -> dict[str, Any]:
+    return sample_raw(ports={"sfu_udp_range": None, "sfu_udp_mux_port": 7882})
+
+
+def raw_of(stack: str) -> dict[str, Any]:
+    return sample_stack_raw() if stack == "sample" else stack_raw_config(STACKS_DIR / f"Pulumi.{stack}.yaml")
+
+
+_RUNS: dict[str, ProgramRun] = {}
+
+
+def stack_run(stack: str) -> ProgramRun:
+    """The program's registrations and outputs for `stack`, evaluated once per session."""
+    if stack not in _RUNS:
+        _RUNS[stack] = run_program(raw_of(stack), stack)
+    return _RUNS[stack]

@@ -15,8 +15,17 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
-from pulumi_mocks import STACKS_DIR, ProgramRun, run_program, sample_raw, stack_raw_config
+from pulumi_mocks import (
+    LAB_STACKS,
+    MINISTRY_STACKS,
+    OPENSTACK_STACKS,
+    STACKS_DIR,
+    ProgramRun,
+    raw_of,
+    run_program,
+    sample_stack_raw,
+    stack_run,
+)
 
 from visio_infra import cloud_init, tagging
 from visio_infra.config import ROLES, StackConfig, parse_stack_config
@@ -50,35 +59,12 @@ TAGGED_TYPES = {
 METADATA_TYPES = {T_INSTANCE, T_VOLUME}
 
 
-def _kind(path) -> str:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))["config"]["visio:cloud"]["kind"]
-
-
-def _stacks(kind: str) -> list[str]:
-    return sorted(
-        p.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        for p in STACKS_DIR.glob("Pulumi.*.yaml")
-        if _kind(p) == kind
-    )
-
-
-MINISTRY_STACKS = _stacks("openstack")
-LAB_STACKS = _stacks("lab")
-OPENSTACK_STACKS = [*MINISTRY_STACKS, "sample"]
-
-
-def _sample() -> dict[str, Any]:
-    return sample_raw(ministry={"slug": "sample", "name": "Ministère de l'Exemple"},
-                      ports={"sfu_udp_range": None, "sfu_udp_mux_port": 7882})
-
-
 def _raw(stack: str) -> dict[str, Any]:
-    return _sample() if stack == "sample" else stack_raw_config(STACKS_DIR / f"Pulumi.{stack}.yaml")
+    return raw_of(stack)
 
 
-@cache
 def _run(stack: str) -> ProgramRun:
-    return run_program(_raw(stack), stack)
+    return stack_run(stack)
 
 
 @cache
@@ -392,7 +378,7 @@ def test_lab_shares_secrets_and_output_contract(lab):
     ],
 )
 def test_invalid_config_registers_no_resource(section, value, message):
-    raw = _sample()
+    raw = sample_stack_raw()
     key = f"visio:{section}"
     raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) else value
     with pytest.raises(pulumi.RunError, match=message):
