@@ -1,0 +1,1 @@
+"""Verification suite of a deployed stack (run by `visio verify <stack>`)."""

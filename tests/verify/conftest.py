@@ -1,0 +1,193 @@
+"""Fixtures of the verification suite: the stack's outputs, its config, and one testinfra host per node.
+
+`visio verify <stack>` (visio_infra/verify.py) runs this suite with two environment variables:
+VISIO_STACK (the stack name, whose stacks/Pulumi.<stack>.yaml gives the expected values) and
+VISIO_VERIFY_OUTPUTS (path of a 0600 JSON file with `pulumi stack output --show-secrets`). Secrets are
+read from that file only; they never appear on a command line or in a test id.
+
+Tests take a `node` argument to run once per host of the roles listed in their module's `ROLES`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from visio_infra.config import StackConfig, load_stack_file, stack_file
+
+from . import expectations
+
+OUTPUTS_ENV = "VISIO_VERIFY_OUTPUTS"
+STACK_ENV = "VISIO_STACK"
+WORKDIR_ENV = "VISIO_VERIFY_WORKDIR"
+
+if not os.environ.get(OUTPUTS_ENV):
+    # Without a deployed stack there is nothing to verify: these modules run through `visio verify`.
+    collect_ignore_glob = ["test_*.py"]
+
+
+@dataclass
+class Node:
+    """One deployed host and a testinfra handle on it."""
+
+    name: str
+    role: str
+    private_ip: str
+    public_ip: str
+    host: Any
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _load_outputs() -> dict[str, Any]:
+    path = Path(os.environ[OUTPUTS_ENV])
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise pytest.UsageError(f"{OUTPUTS_ENV} file {path} is mode {mode:04o}; it holds secrets, want 0600")
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+_OUTPUTS: dict[str, Any] | None = None
+
+
+def stack_outputs() -> dict[str, Any]:
+    global _OUTPUTS
+    if _OUTPUTS is None:
+        _OUTPUTS = _load_outputs()
+    return _OUTPUTS
+
+
+def inventory_hosts(roles: tuple[str, ...] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    groups = stack_outputs()["inventory"]["groups"]
+    return [
+        (role, host)
+        for role, hosts in groups.items()
+        if roles is None or role in roles
+        for host in hosts or []
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "node_spec" not in metafunc.fixturenames:
+        return
+    roles = getattr(metafunc.module, "ROLES", None)
+    hosts = inventory_hosts(roles)
+    metafunc.parametrize(
+        "node_spec", [(role, host) for role, host in hosts], ids=[host["name"] for _, host in hosts],
+        scope="module",
+    )
+
+
+@pytest.fixture(scope="session")
+def outputs() -> dict[str, Any]:
+    return stack_outputs()
+
+
+@pytest.fixture(scope="session")
+def stack() -> str:
+    return os.environ.get(STACK_ENV, "lab")
+
+
+@pytest.fixture(scope="session")
+def config(stack: str) -> StackConfig:
+    return load_stack_file(stack_file(stack))
+
+
+@pytest.fixture(scope="session")
+def inventory(outputs: dict[str, Any]) -> dict[str, Any]:
+    return dict(outputs["inventory"])
+
+
+@pytest.fixture(scope="session")
+def facts() -> dict[str, Any]:
+    return expectations.role_facts()
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    given = os.environ.get(WORKDIR_ENV)
+    if given:
+        yield Path(given)
+        return
+    with tempfile.TemporaryDirectory(prefix="visio-verify-") as tmp:
+        os.chmod(tmp, 0o700)
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+def ca_file(outputs: dict[str, Any], workdir: Path) -> str:
+    """The stack CA (PEM) as a file, to verify TLS on 443/5349 and PostgreSQL."""
+    pem = outputs.get("ca_certificate")
+    assert pem, "the stack has no ca_certificate output"
+    path = workdir / "stack-ca.pem"
+    path.write_text(str(pem), encoding="ascii")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def ssh_config(inventory: dict[str, Any], workdir: Path) -> str:
+    """An ssh_config for every node: stack key, strict host keys, one multiplexed connection per host,
+    and the bastion as ProxyJump in production."""
+    connection = inventory.get("connection") or {}
+    lines = ["Host *", f"  User {connection.get('user', 'root')}", "  BatchMode yes",
+             "  ControlMaster auto", f"  ControlPath {workdir}/cm-%C", "  ControlPersist 120s",
+             "  ConnectTimeout 10", "  ServerAliveInterval 10"]
+    if connection.get("ssh_key_file"):
+        lines += [f"  IdentityFile {connection['ssh_key_file']}", "  IdentitiesOnly yes"]
+    if connection.get("known_hosts_file"):
+        lines += [f"  UserKnownHostsFile {connection['known_hosts_file']}", "  StrictHostKeyChecking yes"]
+    else:
+        lines += ["  StrictHostKeyChecking accept-new"]
+    bastion = connection.get("bastion")
+    if bastion:
+        lines.append(f"  ProxyJump {bastion.get('user', 'debian')}@{bastion['host']}")
+    path = workdir / f"ssh_config.{os.getpid()}"
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
+    path.chmod(0o600)
+    return str(path)
+
+
+def _address(host: dict[str, Any], inventory: dict[str, Any]) -> str:
+    bastion = (inventory.get("connection") or {}).get("bastion")
+    return str(host["private_ip"] if bastion or not host.get("public_ip") else host["public_ip"])
+
+
+@pytest.fixture(scope="module")
+def node(node_spec: tuple[str, dict[str, Any]], inventory: dict[str, Any], ssh_config: str) -> Node:
+    import testinfra
+
+    role, host = node_spec
+    user = (inventory.get("connection") or {}).get("user", "root")
+    handle = testinfra.get_host(
+        f"ssh://{user}@{_address(host, inventory)}", ssh_config=ssh_config, controlpersist=0,
+        sudo=user != "root",
+    )
+    return Node(host["name"], role, str(host["private_ip"]), str(host.get("public_ip") or host["private_ip"]),
+                handle)
+
+
+@pytest.fixture(scope="session")
+def hosts_of(inventory: dict[str, Any], ssh_config: str):
+    """testinfra handles for every node of a role (for checks run *from* one node *to* another)."""
+    import testinfra
+
+    user = (inventory.get("connection") or {}).get("user", "root")
+
+    def of(role: str) -> list[Node]:
+        return [
+            Node(h["name"], role, str(h["private_ip"]), str(h.get("public_ip") or h["private_ip"]),
+                 testinfra.get_host(f"ssh://{user}@{_address(h, inventory)}", ssh_config=ssh_config,
+                                    controlpersist=0, sudo=user != "root"))
+            for h in inventory["groups"].get(role) or []
+        ]
+
+    return of

@@ -1,0 +1,268 @@
+"""What a correctly configured node looks like, derived from the stack config, the inventory and the
+roles' own variables (pure: no SSH, no Pulumi).
+
+Ports come from `visio_infra.security_rules` (the same list the security groups and the nftables
+rules are built from), paths and service users from the roles' `defaults/`/`vars/` files, so a
+changed port or path is changed in one place and the suite follows. The only facts written here are
+the ones that *are* the specification: which systemd units a role runs, and that secret-bearing
+files give nothing to "others".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from visio_infra.config import StackConfig
+from visio_infra.security_rules import LIVEKIT_HTTP_PORT, SSH_PORT, security_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+COMMON_SERVICES = ("ssh", "nftables", "chrony", "systemd-journald")
+"""Units every node runs (roles/common)."""
+
+
+def role_services(role: str, facts: Mapping[str, Any]) -> tuple[str, ...]:
+    """Units a role runs (what `systemctl is-enabled/is-active` must report)."""
+    return {
+        "sfu": ("livekit", "nginx"),
+        "turn": ("coturn",),
+        "db": (facts.get("postgresql_service", "postgresql"),),
+        "redis": ("redis-server",),
+        "bastion": (),
+    }[role]
+
+
+# --------------------------------------------------------------------------- role facts
+
+
+_JINJA = re.compile(r"{{\s*([a-z_][a-z0-9_]*)\s*}}")
+
+
+def role_facts(root: Path = ROOT) -> dict[str, Any]:
+    """Plain variables of every role (defaults, then vars), with simple `{{ var }}` references
+    resolved. Expressions with filters or conditions are left out: they depend on the host."""
+    raw: dict[str, Any] = {}
+    for role_dir in sorted((root / "roles").glob("*")):
+        for part in ("defaults", "vars"):
+            path = role_dir / part / "main.yml"
+            if path.exists():
+                raw.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    resolved: dict[str, Any] = {}
+    for _ in range(3):  # references nest at most a couple of levels
+        for key, value in raw.items():
+            if not isinstance(value, str) or "{{" not in value:
+                resolved[key] = value
+                continue
+            names = _JINJA.findall(value)
+            if _JINJA.sub("", value).count("{{"):
+                continue  # a real expression (filters, conditions): host-dependent
+            if all(n in resolved for n in names):
+                resolved[key] = _JINJA.sub(lambda m: str(resolved[m.group(1)]), value)
+    return resolved
+
+
+# --------------------------------------------------------------------------- listening sockets
+
+
+@dataclass(frozen=True, order=True)
+class Listener:
+    proto: str
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.proto}/{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
+
+
+def _hex_address(text: str) -> str:
+    """/proc/net address (little-endian 32-bit words) to an IP string."""
+    data = bytes.fromhex(text)
+    if len(data) == 4:
+        return str(ipaddress.IPv4Address(data[::-1]))
+    words = b"".join(data[i : i + 4][::-1] for i in range(0, 16, 4))
+    address = ipaddress.IPv6Address(words)
+    return str(address.ipv4_mapped or address)
+
+
+def parse_proc_net(text: str, proto: str) -> list[Listener]:
+    """Listening sockets from /proc/net/{tcp,tcp6,udp,udp6}.
+
+    TCP: state 0A (LISTEN). UDP: unconnected sockets (remote address all zeros), i.e. receivers;
+    connected client sockets (a DNS query, chrony talking to its server) are not listeners.
+    """
+    listeners = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local, remote, state = fields[1], fields[2], fields[3]
+        address, port = local.split(":")
+        if proto.startswith("tcp") and state != "0A":
+            continue
+        if proto.startswith("udp") and set(remote.split(":")[0]) != {"0"}:
+            continue
+        listeners.append(Listener(proto.rstrip("6"), _hex_address(address), int(port, 16)))
+    return sorted(set(listeners))
+
+
+@dataclass
+class ListenerPlan:
+    """Expected listeners of one node."""
+
+    required: set[tuple[str, int]] = field(default_factory=set)
+    """(proto, port) that must be listening on a non-loopback address."""
+    ranges: list[tuple[str, int, int]] = field(default_factory=list)
+    """(proto, low, high): media/relay ports opened on demand; allowed, not required."""
+    private_only: set[tuple[str, int]] = field(default_factory=set)
+    """(proto, port) allowed only on the node's private address (never on a wildcard/public one)."""
+
+
+INTERNAL_LISTENERS: dict[str, set[tuple[str, int]]] = {
+    # LiveKit's plain HTTP API: nginx proxies to it on loopback; the role also binds it on the
+    # private address for in-cloud health checks. The firewall never opens it.
+    "sfu": {("tcp", LIVEKIT_HTTP_PORT)},
+}
+
+
+def listener_plan(config: StackConfig, inventory: Mapping[str, Any], role: str) -> ListenerPlan:
+    """What `role` nodes must (and may) listen on, from the security-group rules."""
+    counts = {group: len(hosts or []) for group, hosts in inventory.get("groups", {}).items()}
+    plan = ListenerPlan(required={("tcp", SSH_PORT)})
+    for rule in security_rules(config, counts)[role]:
+        if rule.direction != "ingress" or rule.protocol is None or rule.port_min is None:
+            continue
+        high = rule.port_max if rule.port_max is not None else rule.port_min
+        if high == rule.port_min:
+            plan.required.add((rule.protocol, rule.port_min))
+        else:
+            plan.ranges.append((rule.protocol, rule.port_min, high))
+    plan.private_only = set(INTERNAL_LISTENERS.get(role, set()))
+    return plan
+
+
+def compare_listeners(
+    listeners: Iterable[Listener], plan: ListenerPlan, private_ip: str
+) -> tuple[list[str], list[str]]:
+    """(missing, unexpected) as readable strings. Loopback listeners are the node's own business."""
+    exposed = [item for item in listeners if not item.loopback]
+    seen = {(item.proto, item.port) for item in exposed}
+    missing = sorted(f"{proto}/{port}" for proto, port in plan.required - seen)
+    unexpected = []
+    for item in exposed:
+        key = (item.proto, item.port)
+        if key in plan.required:
+            continue
+        if any(item.proto == proto and low <= item.port <= high for proto, low, high in plan.ranges):
+            continue
+        if key in plan.private_only and item.address == private_ip:
+            continue
+        unexpected.append(str(item))
+    return missing, sorted(unexpected)
+
+
+# --------------------------------------------------------------------------- sshd and nftables
+
+
+def parse_sshd_t(text: str) -> dict[str, str]:
+    """`sshd -T` output as {keyword: value} (first occurrence, lowercase keys)."""
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key and key.lower() not in result:
+            result[key.lower()] = value.strip()
+    return result
+
+
+def ssh_hardening_problems(settings: Mapping[str, str], max_auth_tries: int) -> list[str]:
+    """What is wrong with an effective sshd configuration (empty when hardened)."""
+    wanted = {
+        "passwordauthentication": {"no"},
+        "kbdinteractiveauthentication": {"no"},
+        "permitemptypasswords": {"no"},
+        "pubkeyauthentication": {"yes"},
+        "permitrootlogin": {"prohibit-password", "without-password", "no"},
+        "x11forwarding": {"no"},
+    }
+    problems = [
+        f"{key} is {settings.get(key, 'unset')!r}, want {' or '.join(sorted(values))}"
+        for key, values in wanted.items()
+        if settings.get(key) not in values
+    ]
+    tries = settings.get("maxauthtries", "")
+    if not tries.isdigit() or int(tries) > max_auth_tries:
+        problems.append(f"maxauthtries is {tries or 'unset'}, want at most {max_auth_tries}")
+    return problems
+
+
+def input_policy(ruleset: str) -> str | None:
+    """Policy of the base chain hooked on input in `nft list ruleset` output (None if there is none)."""
+    for match in re.finditer(r"type filter hook input priority [^;]+;\s*policy (\w+);", ruleset):
+        return match.group(1)
+    return None
+
+
+# --------------------------------------------------------------------------- secret files
+
+
+@dataclass(frozen=True)
+class FileRule:
+    """A file whose owner and mode matter. `private`: nothing for group-others ("others" bits 0)."""
+
+    path: str
+    owner: str
+    private: bool
+    why: str
+
+
+def file_rules(role: str, facts: Mapping[str, Any], config: StackConfig) -> list[FileRule]:
+    """Config and key files of a role: owner, and no access for others where they hold secrets."""
+    rules = [
+        FileRule("/etc/nftables.conf", "root", True, "host firewall rules"),
+        FileRule("/etc/ssh/sshd_config.d/10-visio-hardening.conf", "root", False, "SSH hardening"),
+    ]
+    if role == "sfu":
+        user = str(facts.get("livekit_user", "livekit"))
+        conf = str(facts.get("livekit_config_dir", "/etc/livekit"))
+        rules += [
+            FileRule(f"{conf}/keys.yaml", user, True, "LiveKit API keys"),
+            FileRule(f"{conf}/turn-secret", user, True, "TURN shared secret"),
+            FileRule(f"{conf}/config.yaml", user, True, "LiveKit config (Redis password)"),
+            FileRule("/etc/nginx/tls/signalling.key", "root", True, "signalling TLS private key"),
+        ]
+    elif role == "turn":
+        rules += [
+            FileRule("/etc/turnserver.conf", "turnserver", True, "coturn config (static-auth-secret)"),
+            FileRule("/etc/coturn/tls/turn.key", "turnserver", True, "TURN TLS private key"),
+        ]
+    elif role == "redis":
+        rules += [FileRule("/etc/redis/redis.conf", "redis", True, "Redis config (requirepass)")]
+    elif role == "db":
+        conf_dir = f"/etc/postgresql/{config.versions.postgresql}/{facts.get('postgresql_cluster', 'main')}"
+        rules += [
+            FileRule(f"{conf_dir}/pg_hba.conf", "postgres", True, "who may connect"),
+            FileRule(f"{conf_dir}/tls/server.key", "postgres", True, "PostgreSQL TLS private key"),
+        ]
+    return rules
+
+
+def mode_problem(rule: FileRule, owner: str, mode: int) -> str | None:
+    """Why a file's owner/mode is wrong, or None."""
+    if owner != rule.owner:
+        return f"{rule.path} is owned by {owner}, want {rule.owner} ({rule.why})"
+    if mode & 0o002:
+        return f"{rule.path} is world-writable (mode {mode:04o})"
+    if rule.private and mode & 0o007:
+        return f"{rule.path} gives access to others (mode {mode:04o}); it holds {rule.why}"
+    return None

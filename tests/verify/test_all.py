@@ -1,0 +1,111 @@
+"""Every node: services, pinned versions, SSH hardening, host firewall, exact listeners, time, file modes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from . import expectations as ex
+
+ROLES = ("sfu", "turn", "db", "redis", "bastion")
+
+
+def _run(node, command: str) -> str:
+    result = node.host.run(command)
+    assert result.rc == 0, f"{node}: `{command}` failed ({result.rc}): {result.stderr.strip()[:300]}"
+    return result.stdout
+
+
+def test_services_enabled_and_running(node, facts):
+    problems = []
+    for unit in (*ex.COMMON_SERVICES, *ex.role_services(node.role, facts)):
+        service = node.host.service(unit)
+        if not service.is_running:
+            problems.append(f"{unit} is not running")
+        # journald is static (always on); everything else must start at boot.
+        if unit != "systemd-journald" and not service.is_enabled:
+            problems.append(f"{unit} is not enabled at boot")
+    assert not problems, f"{node}: " + "; ".join(problems)
+
+
+def test_pinned_versions(node, config, facts):
+    if node.role == "sfu":
+        pid = _run(node, "systemctl show -p MainPID --value livekit").strip()
+        assert pid not in ("", "0"), f"{node}: livekit has no main process"
+        version = _run(node, f"$(readlink -f /proc/{pid}/exe) --version")
+        assert version.strip().endswith(config.versions.livekit), (
+            f"{node}: the running livekit-server reports {version.strip()!r}, "
+            f"stack pins {config.versions.livekit}"
+        )
+    elif node.role == "turn":
+        package = node.host.package("coturn")
+        assert package.is_installed, f"{node}: coturn is not installed"
+        assert package.version == config.versions.coturn, (
+            f"{node}: coturn {package.version} installed, stack pins {config.versions.coturn}"
+        )
+    elif node.role == "db":
+        major = config.versions.postgresql
+        assert node.host.package(f"postgresql-{major}").is_installed, f"{node}: postgresql-{major} missing"
+        out = _run(node, "runuser -u postgres -- psql -XAtc 'show server_version_num'")
+        assert out.strip().startswith(str(major)), f"{node}: server version {out.strip()}, pinned {major}"
+    elif node.role == "redis":
+        assert node.host.package("redis-server").is_installed, f"{node}: redis-server is not installed"
+    else:
+        pytest.fail(f"{node}: no pinned-version check for role {node.role}")
+
+
+def test_ssh_hardening(node, facts):
+    settings = ex.parse_sshd_t(_run(node, "sshd -T"))
+    problems = ex.ssh_hardening_problems(settings, int(facts.get("common_ssh_max_auth_tries", 3)))
+    assert not problems, f"{node}: sshd: " + "; ".join(problems)
+
+
+def test_firewall_default_drop(node, config, inventory):
+    from visio_infra.ansible_vars import firewall_rules
+
+    ruleset = _run(node, "nft list ruleset")
+    assert ex.input_policy(ruleset) == "drop", f"{node}: the input chain's policy is not drop"
+    # Each allowed flow of the role's security group appears in the host ruleset.
+    lines = ruleset.splitlines()
+    missing = [
+        f"{rule['comment']} {rule['proto']}/{rule['ports']}"
+        for rule in firewall_rules(config, inventory, node.role)
+        if not any(rule["proto"] in line and re.search(rf"(?<![0-9-]){rule['ports']}(?![0-9-])", line)
+                   for line in lines)
+    ]
+    assert not missing, f"{node}: flows of the security group missing from nftables: {', '.join(missing)}"
+
+
+def test_listening_sockets_exactly_expected(node, config, inventory):
+    listeners = []
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        text = node.host.file(f"/proc/net/{proto}").content_string
+        listeners += ex.parse_proc_net(text, proto)
+    plan = ex.listener_plan(config, inventory, node.role)
+    missing, unexpected = ex.compare_listeners(listeners, plan, node.private_ip)
+    assert not missing and not unexpected, (
+        f"{node}: missing listeners {missing or 'none'}; unexpected listeners {unexpected or 'none'}"
+    )
+
+
+def test_time_synchronised(node):
+    tracking = _run(node, "chronyc -n tracking")
+    pairs = (line.partition(":") for line in tracking.splitlines())
+    fields = {key.strip(): value.strip() for key, _, value in pairs}
+    assert fields.get("Leap status") == "Normal", f"{node}: chrony leap status {fields.get('Leap status')!r}"
+    reference = fields.get("Reference ID", "")
+    assert reference and not reference.startswith("00000000"), f"{node}: chrony has no time source"
+
+
+def test_config_file_owners_and_modes(node, facts, config):
+    problems = []
+    for rule in ex.file_rules(node.role, facts, config):
+        target = node.host.file(rule.path)
+        if not target.exists:
+            problems.append(f"{rule.path} is missing ({rule.why})")
+            continue
+        problem = ex.mode_problem(rule, target.user, target.mode)
+        if problem:
+            problems.append(problem)
+    assert not problems, f"{node}: " + "; ".join(problems)
