@@ -1,0 +1,189 @@
+"""PostgreSQL: TLS-only access for the Meet role from the application network (this machine stands in
+for the Meet backend), streaming replication with bounded lag, and backups that really restore.
+
+The primary is the first DB node of the inventory, the others are replicas (roles/postgresql).
+Marker rows go to tables in the `postgres` maintenance database, never into Meet's own database.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+MAX_REPLAY_LAG_BYTES = 16 * 1024 * 1024
+"""One WAL segment: a healthy idle replica is far below this."""
+MAX_REPLAY_LAG_SECONDS = 10
+REPLICATION_WAIT_SECONDS = 15
+SCRATCH_PORT = 55432
+"""Port of the throw-away instance the restore test starts (Unix socket only, never TCP)."""
+
+
+@pytest.fixture(scope="module")
+def db_nodes(hosts_of):
+    nodes = hosts_of("db")
+    assert nodes, "the inventory has no db node"
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def primary(db_nodes):
+    return db_nodes[0]
+
+
+@pytest.fixture(scope="module")
+def replicas(db_nodes):
+    assert len(db_nodes) > 1, "the stack has no replica DB node"
+    return db_nodes[1:]
+
+
+def _psql(node, sql: str, database: str = "postgres") -> str:
+    command = f"runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d {database} -c {shlex.quote(sql)}"
+    result = node.host.run(command)
+    assert result.rc == 0, f"{node}: psql failed: {result.stderr.strip()[-300:]}"
+    return result.stdout.strip()
+
+
+def _url(outputs, **changes) -> str:
+    parts = urlsplit(str(outputs["database_url"]))
+    netloc = parts.netloc
+    if "password" in changes:
+        user = parts.username or ""
+        netloc = f"{user}:{changes['password']}@{parts.hostname}:{parts.port or 5432}"
+    query = parts.query
+    if "sslmode" in changes:
+        kept = [p for p in query.split("&") if p and not p.startswith("sslmode=")]
+        query = "&".join([*kept, f"sslmode={changes['sslmode']}"])
+    return urlunsplit((parts.scheme, netloc, parts.path, query.strip("&"), ""))
+
+
+def test_meet_role_connects_over_verified_tls(outputs, ca_file, config):
+    with psycopg.connect(str(outputs["database_url"]), sslrootcert=ca_file, connect_timeout=5) as conn:
+        row = conn.execute(
+            "select s.ssl, s.version, current_user, current_database() "
+            "from pg_stat_ssl s where s.pid = pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    ssl_on, version, user, database = row
+    assert ssl_on, "the Meet connection is not encrypted"
+    assert (user, database) == (config.meet.database_user, config.meet.database)
+    assert version in ("TLSv1.2", "TLSv1.3"), f"TLS version {version}"
+
+
+def test_non_tls_connection_refused(outputs):
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(_url(outputs, sslmode="disable"), connect_timeout=5).close()
+    assert "no encryption" in str(refused.value) or "pg_hba.conf" in str(refused.value), (
+        f"refused for another reason than missing TLS: {refused.value}"
+    )
+
+
+def test_wrong_password_refused(outputs, ca_file):
+    wrong = secrets.token_urlsafe(24)
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(_url(outputs, password=wrong), sslrootcert=ca_file, connect_timeout=5).close()
+    assert "password authentication failed" in str(refused.value), f"unexpected refusal: {refused.value}"
+
+
+def test_replicas_stream_with_bounded_lag(primary, replicas):
+    rows = _psql(primary, (
+        "select client_addr, state, coalesce(extract(epoch from replay_lag), 0), "
+        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0) from pg_stat_replication"
+    ))
+    streams = {}
+    for line in rows.splitlines():
+        address, state, lag_seconds, lag_bytes = line.split("|")
+        streams[address] = (state, float(lag_seconds), float(lag_bytes))
+    for replica in replicas:
+        assert replica.private_ip in streams, f"{replica} not replicating from {primary} ({sorted(streams)})"
+        state, lag_seconds, lag_bytes = streams[replica.private_ip]
+        assert state == "streaming", f"{replica}: replication state {state}"
+        assert lag_bytes <= MAX_REPLAY_LAG_BYTES, f"{replica}: {lag_bytes:.0f} bytes behind"
+        assert lag_seconds <= MAX_REPLAY_LAG_SECONDS, f"{replica}: replay lag {lag_seconds:.1f} s"
+        assert _psql(replica, "select pg_is_in_recovery()") == "t", f"{replica} is not a standby"
+
+
+def test_row_written_on_primary_appears_on_replicas(primary, replicas):
+    token = secrets.token_hex(8)
+    _psql(primary, "create table if not exists visio_verify_replication "
+                   "(token text primary key, written_at timestamptz not null default now())")
+    # `token` is hex from secrets.token_hex: nothing to inject.
+    _psql(primary, f"insert into visio_verify_replication (token) values ('{token}')")  # noqa: S608
+    try:
+        for replica in replicas:
+            deadline = time.monotonic() + REPLICATION_WAIT_SECONDS
+            found = "0"
+            where = f"where token = '{token}'"
+            query = ("select case when to_regclass('visio_verify_replication') is null then 0 else "  # noqa: S608
+                     "(select count(*) from visio_verify_replication " + where + ") end")
+            while time.monotonic() < deadline:
+                found = _psql(replica, query)
+                if found == "1":
+                    break
+                time.sleep(0.5)
+            assert found == "1", (
+                f"{replica}: row written on {primary} absent after {REPLICATION_WAIT_SECONDS} s"
+            )
+    finally:
+        _psql(primary, f"delete from visio_verify_replication where token = '{token}'")  # noqa: S608
+
+
+def _stanza(facts) -> str:
+    return str(facts.get("postgresql_backup_stanza", "visio"))
+
+
+def test_a_backup_exists(primary, facts):
+    import json
+
+    result = primary.host.run(
+        f"runuser -u postgres -- pgbackrest --stanza={_stanza(facts)} --output=json info"
+    )
+    assert result.rc == 0, f"{primary}: pgbackrest info failed: {result.stderr.strip()[-300:]}"
+    info = json.loads(result.stdout)
+    assert info and info[0]["status"]["code"] == 0, f"{primary}: stanza status {info[0]['status']}"
+    backups = info[0].get("backup") or []
+    assert backups, f"{primary}: the pgBackRest repository holds no backup"
+    assert info[0].get("archive"), f"{primary}: no WAL archive in the repository"
+
+
+RESTORE_SCRIPT = """
+set -eu
+stanza={stanza}; token={token}; bin=/usr/lib/postgresql/{major}/bin; port={port}
+psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "create table if not exists visio_verify_backup
+  (token text primary key, written_at timestamptz not null default now())"
+psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "insert into visio_verify_backup (token) values ('$token')"
+pgbackrest --stanza=$stanza --type=incr --log-level-console=warn backup
+scratch=$(mktemp -d /var/tmp/visio-verify-restore-XXXXXX)
+trap '"$bin"/pg_ctl -D "$scratch" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$scratch"' EXIT
+pgbackrest --stanza=$stanza --pg1-path="$scratch" --type=immediate --target-action=promote \
+  --archive-mode=off --log-level-console=warn restore
+: > "$scratch/postgresql.conf"
+echo "local all postgres peer" > "$scratch/pg_hba.conf"
+: > "$scratch/pg_ident.conf"
+"$bin"/pg_ctl -D "$scratch" -w -t 120 -l "$scratch/restore.log" -o "-p $port -c listen_addresses='' \
+  -c unix_socket_directories='$scratch' -c archive_mode=off -c ssl=off \
+  -c hba_file='$scratch/pg_hba.conf' -c ident_file='$scratch/pg_ident.conf'" start >/dev/null
+for i in $(seq 1 60); do
+  [ "$(psql -XAt -h "$scratch" -p $port -d postgres -c 'select pg_is_in_recovery()')" = f ] && break
+  sleep 1
+done
+psql -XAt -h "$scratch" -p $port -d postgres \
+  -c "select count(*) from visio_verify_backup where token = '$token'"
+psql -XAtq -d postgres -c "delete from visio_verify_backup where token = '$token'"
+"""
+
+
+def test_restore_into_a_scratch_instance_returns_the_data(primary, facts, config):
+    token = secrets.token_hex(8)
+    script = RESTORE_SCRIPT.format(stanza=_stanza(facts), token=token, major=config.versions.postgresql,
+                                   port=SCRATCH_PORT)
+    result = primary.host.run(f"runuser -u postgres -- bash -c {shlex.quote(script)}")
+    assert result.rc == 0, f"{primary}: backup+restore failed ({result.rc}): {result.stderr.strip()[-600:]}"
+    assert result.stdout.strip().splitlines()[-1:] == ["1"], (
+        f"{primary}: the restored instance does not hold the row written before the backup "
+        f"(got {result.stdout.strip()[-200:]!r})"
+    )
