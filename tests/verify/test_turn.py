@@ -20,7 +20,8 @@ def _denied_peers(inventory) -> list[str]:
     peers = ["127.0.0.1", METADATA_ADDRESS]
     for role in ("db", "redis", "turn"):
         peers += [str(h["private_ip"]) for h in inventory["groups"].get(role) or []]
-    return peers
+    allowed = set(_allowed_peers(inventory))
+    return [peer for peer in dict.fromkeys(peers) if peer not in allowed]
 
 
 def _allowed_peers(inventory) -> list[str]:

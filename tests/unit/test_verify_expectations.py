@@ -1,0 +1,140 @@
+"""Pure parts of the verification suite: /proc/net parsing, expected listeners from the security
+rules, sshd and nftables parsing, file-mode rules, and the runner's masking and per-host summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.verify import expectations as ex
+from visio_infra.config import load_stack_file, stack_file
+from visio_infra.security_rules import LIVEKIT_HTTP_PORT, REDIS_PORT, TURN_PORT
+from visio_infra.verify import find_host, mask, render_summary, secret_values, summarise
+
+ANY = "0.0.0.0"  # noqa: S104 (a wildcard listener as /proc/net reports it; nothing binds here)
+
+PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+   1: 0100007F:1EC8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1
+   2: 4A004D0A:0016 0100000A:D431 01 00000000:00000000 00:00000000 00000000     0        0 3 1
+"""
+PROC_UDP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout
+  10: 4A004D0A:0D96 00000000:0000 07 00000000:00000000 00:00000000 00000000   110        0 4 2
+  11: 4A004D0A:C001 0100000A:0035 01 00000000:00000000 00:00000000 00000000   110        0 5 2
+"""
+PROC_TCP6 = """  sl  local_address remote_address st ...
+   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0 0 0 0 0 1 1
+"""
+
+
+def _lab():
+    config = load_stack_file(stack_file("lab"))
+    inventory = {"groups": {
+        "sfu": [{"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": "10.77.0.74"}],
+        "turn": [{"name": "lab-turn-1", "private_ip": "10.77.0.82", "public_ip": "10.77.0.82"}],
+        "db": [{"name": "lab-db-1", "private_ip": "10.77.0.105", "public_ip": None}],
+        "redis": [{"name": "lab-redis-1", "private_ip": "10.77.0.113", "public_ip": None}],
+        "bastion": [],
+    }}
+    return config, inventory
+
+
+def test_proc_net_listeners():
+    tcp = ex.parse_proc_net(PROC_TCP, "tcp")
+    assert [str(x) for x in tcp] == [f"tcp/{ANY}:22", "tcp/127.0.0.1:7880"]  # established one ignored
+    udp = ex.parse_proc_net(PROC_UDP, "udp")
+    assert [str(x) for x in udp] == ["udp/10.77.0.74:3478"]  # the connected DNS client socket is not
+    assert [str(x) for x in ex.parse_proc_net(PROC_TCP6, "tcp6")] == ["tcp/[::]:443"]
+
+
+def test_listener_plan_follows_security_rules():
+    config, inventory = _lab()
+    turn = ex.listener_plan(config, inventory, "turn")
+    assert {("udp", TURN_PORT), ("tcp", TURN_PORT), ("tcp", 443), ("tcp", 5349), ("tcp", 22)} <= turn.required
+    relay = config.ports.turn_relay_range
+    assert ("udp", relay.start, relay.end) in turn.ranges
+    redis = ex.listener_plan(config, inventory, "redis")
+    assert redis.required == {("tcp", 22), ("tcp", REDIS_PORT)}
+
+
+def test_compare_listeners_names_missing_and_extra():
+    config, inventory = _lab()
+    plan = ex.listener_plan(config, inventory, "sfu")
+    listeners = [
+        ex.Listener("tcp", ANY, 22), ex.Listener("tcp", ANY, 443),
+        ex.Listener("tcp", "10.77.0.74", config.ports.sfu_ice_tcp_port),
+        ex.Listener("tcp", "10.77.0.74", LIVEKIT_HTTP_PORT),  # private only: allowed
+        ex.Listener("tcp", "127.0.0.1", 6379),  # loopback: the node's business
+        ex.Listener("udp", ANY, 50010),  # media range
+        ex.Listener("tcp", ANY, 8080),  # nobody asked for this
+    ]
+    missing, unexpected = ex.compare_listeners(listeners, plan, "10.77.0.74")
+    assert missing == ["tcp/6789"]  # metrics not listening
+    assert unexpected == [f"tcp/{ANY}:8080"]
+    wildcard_api = [*listeners[:-1], ex.Listener("tcp", ANY, LIVEKIT_HTTP_PORT)]
+    assert ex.compare_listeners(wildcard_api, plan, "10.77.0.74")[1] == [f"tcp/{ANY}:{LIVEKIT_HTTP_PORT}"]
+
+
+def test_ssh_hardening_problems():
+    good = ex.parse_sshd_t(
+        "passwordauthentication no\nkbdinteractiveauthentication no\npermitemptypasswords no\n"
+        "pubkeyauthentication yes\npermitrootlogin without-password\nx11forwarding no\nmaxauthtries 3\n"
+    )
+    assert ex.ssh_hardening_problems(good, 3) == []
+    weak = dict(good, passwordauthentication="yes", maxauthtries="6")
+    problems = ex.ssh_hardening_problems(weak, 3)
+    assert any("passwordauthentication" in p for p in problems) and any("maxauthtries" in p for p in problems)
+
+
+def test_input_policy():
+    ruleset = "table inet f {\n chain input {\n  type filter hook input priority filter; policy drop;\n"
+    assert ex.input_policy(ruleset) == "drop"
+    assert ex.input_policy(ruleset.replace("drop", "accept")) == "accept"
+    assert ex.input_policy("table inet x { }") is None
+
+
+def test_file_mode_rules():
+    config, _ = _lab()
+    rules = {r.path: r for r in ex.file_rules("sfu", {"livekit_user": "livekit"}, config)}
+    keys = rules["/etc/livekit/keys.yaml"]
+    assert ex.mode_problem(keys, "livekit", 0o600) is None
+    assert "others" in ex.mode_problem(keys, "livekit", 0o604)
+    assert "owned by root" in ex.mode_problem(keys, "root", 0o600)
+
+
+def test_role_facts_resolve_simple_references(tmp_path: Path):
+    (tmp_path / "roles" / "x" / "defaults").mkdir(parents=True)
+    (tmp_path / "roles" / "x" / "vars").mkdir(parents=True)
+    (tmp_path / "roles" / "x" / "defaults" / "main.yml").write_text("x_user: svc\nx_port: 5\n")
+    (tmp_path / "roles" / "x" / "vars" / "main.yml").write_text(
+        'x_dir: "/etc/{{ x_user }}"\nx_cond: "{{ a if b else c }}"\n'
+    )
+    facts = ex.role_facts(tmp_path)
+    assert facts["x_dir"] == "/etc/svc" and facts["x_port"] == 5 and "x_cond" not in facts
+
+
+def test_secret_values_and_mask():
+    outputs = {"livekit_api_secret": "s" * 40, "redis_password": "r" * 40,
+               "database_url": "postgresql://meet:pw-123456@10.0.0.1:5432/meet", "livekit_url": "wss://x"}
+    values = secret_values(outputs)
+    assert "pw-123456" in values and "wss://x" not in values
+    assert mask(f"auth {'r' * 40} and pw-123456", values) == "auth ******** and ********"
+
+
+def test_summary_groups_results_by_host(tmp_path: Path):
+    junit = tmp_path / "j.xml"
+    junit.write_text(
+        '<testsuites><testsuite>'
+        '<testcase classname="tests.verify.test_all" name="test_ssh_hardening[lab-sfu-1]"/>'
+        '<testcase classname="tests.verify.test_turn" name="test_turn_listener[lab-turn-1-udp-3478]">'
+        '<failure message="AssertionError: lab-turn-1 udp/3478: allocation refused">x</failure></testcase>'
+        '<testcase classname="tests.verify.test_db" name="test_wrong_password_refused"/>'
+        '</testsuite></testsuites>'
+    )
+    _, inventory = _lab()
+    results = summarise(junit, inventory)
+    assert results[("sfu", "lab-sfu-1")].passed == ["test_all::test_ssh_hardening"]
+    assert results[("turn", "lab-turn-1")].failed[0][0] == "test_turn::test_turn_listener[udp-3478]"
+    assert results[("stack", "-")].passed == ["test_db::test_wrong_password_refused"]
+    text = render_summary(results, 1.0)
+    assert "1 check(s) FAILED" in text and "allocation refused" in text
+    assert find_host("lab-sfu-10-x", {"lab-sfu-1": "sfu", "lab-sfu-10": "sfu"}) == "lab-sfu-10"
