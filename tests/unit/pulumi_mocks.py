@@ -101,6 +101,8 @@ class ProgramRun:
     resources: list[Registration]
     outputs: dict[str, Any]
     secret_outputs: set[str]
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Provider functions the program invoked (token, arguments)."""
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
@@ -228,7 +230,9 @@ def run_program(raw: dict[str, Any], stack: str) -> ProgramRun:
                 protect=bool(request.protect),
             )
         )
-    return ProgramRun(stack=stack, resources=resources, outputs=resolved, secret_outputs=secret)
+    return ProgramRun(
+        stack=stack, resources=resources, outputs=resolved, secret_outputs=secret, calls=mocks.calls
+    )
 
 
 # --- The stacks the suites run over, each evaluated once per test session ------------------------

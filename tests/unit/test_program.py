@@ -132,6 +132,9 @@ def test_network_has_one_subnet_per_tier_and_a_router_to_the_external_network(ru
     (router,) = run.of_type("openstack:networking/router:Router")
     assert router.inputs["externalNetworkId"] == f"{config.cloud.external_network}-id"
     assert len(run.of_type("openstack:networking/routerInterface:RouterInterface")) == 3
+    lookups = {token.rsplit(":", 1)[1]: args for token, args in run.calls}
+    assert lookups["getNetwork"] == {"name": config.cloud.external_network, "external": True}
+    assert lookups["getImage"] == {"name": config.cloud.image, "mostRecent": True}
 
 
 def test_security_groups_hold_exactly_the_rules_of_each_role(run, config):
@@ -318,6 +321,8 @@ def test_output_contract(run, config):
     assert outputs["livekit_url"] == f"wss://{config.domains.signalling}"
     assert outputs["livekit_api_url"] == f"https://{config.domains.signalling}"
     assert all(uri.split(":")[1] == config.domains.turn for uri in outputs["turn_uris"])
+    if config.tls.source == "files":
+        assert outputs["ca_certificate"] is None  # the ministry's PKI signs; the stack issues no CA
     assert outputs["livekit_api_key"].startswith("API") and len(outputs["livekit_api_key"]) >= 12
     assert len(outputs["livekit_api_secret"]) >= 32
     assert len(outputs["turn_shared_secret"]) >= 32
