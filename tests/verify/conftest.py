@@ -81,6 +81,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     roles = getattr(metafunc.module, "ROLES", None)
     hosts = inventory_hosts(roles)
+    if not hosts:
+        # A role the suite checks but the stack lacks is a failure, not a silently skipped module.
+        metafunc.parametrize("node_spec", [(roles, None)], ids=["no-node"], scope="module")
+        return
     metafunc.parametrize(
         "node_spec", [(role, host) for role, host in hosts], ids=[host["name"] for _, host in hosts],
         scope="module",
@@ -166,6 +170,8 @@ def node(node_spec: tuple[str, dict[str, Any]], inventory: dict[str, Any], ssh_c
     import testinfra
 
     role, host = node_spec
+    if host is None:
+        pytest.fail(f"the stack's inventory has no node of role {role}")
     user = (inventory.get("connection") or {}).get("user", "root")
     handle = testinfra.get_host(
         f"ssh://{user}@{_address(host, inventory)}", ssh_config=ssh_config, controlpersist=0,
