@@ -45,7 +45,7 @@ pids_under() {
     [ "$pid" = $$ ] && continue
     root=$(readlink "$proc/root" 2>/dev/null) || continue
     mroot=$(awk '$5 == "/" {print $4; exit}' "$proc/mountinfo" 2>/dev/null)
-    if [[ "$root" == "$base"/* || "$mroot" == "$base"/* ]] || tr '\0' ' ' < "$proc/cmdline" 2>/dev/null | grep -q -- "-D $base/"; then
+    if [[ "$root" == "$base"/* || "$mroot" == "$base"/* ]] || tr '\0' ' ' 2>/dev/null < "$proc/cmdline" | grep -q -- "-D $base/"; then
       echo "$pid"
     fi
   done
@@ -69,9 +69,9 @@ for stack in "${stacks[@]}"; do
   # 1. machines: ask systemd-nspawn to power them off, then kill what is left on their trees.
   mapfile -t nspawn < <(for f in "$dir"/run/*.pid; do [ -f "$f" ] && cat "$f"; done; \
     pids_under "$dir/machines" | while read -r p; do
-      [[ "$(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)" == systemd-nspawn* ]] && echo "$p"; done)
+      [[ "$(tr '\0' ' ' 2>/dev/null < /proc/$p/cmdline)" == systemd-nspawn* ]] && echo "$p"; done)
   live=(); for p in "${nspawn[@]}"; do
-    [[ "$(tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null)" == systemd-nspawn*"$dir/machines/"* ]] && live+=("$p"); done
+    [[ "$(tr '\0' ' ' 2>/dev/null < /proc/$p/cmdline)" == systemd-nspawn*"$dir/machines/"* ]] && live+=("$p"); done
   if [ ${#live[@]} -gt 0 ]; then say "stopping ${#live[@]} machine(s): ${live[*]}"; stop_pids TERM 30 "${live[@]}"; fi
   mapfile -t rest < <(pids_under "$dir/machines")
   if [ ${#rest[@]} -gt 0 ]; then say "killing ${#rest[@]} leftover process(es)"; stop_pids KILL 5 "${rest[@]}"; fi

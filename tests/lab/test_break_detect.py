@@ -54,31 +54,42 @@ def _input_chain_rule(rule: str) -> str:
 
 BREAKAGES = [
     Breakage(
-        "coturn stopped", "turn", "systemctl stop coturn",
-        "test_turn or services_enabled", ("test_services_enabled_and_running", "test_turn_listener"),
+        "coturn stopped",
+        "turn",
+        "systemctl stop coturn",
+        "test_turn or services_enabled",
+        ("test_services_enabled_and_running", "test_turn_listener"),
     ),
     Breakage(
-        "Redis bound to every address without protected mode", "redis",
+        "Redis bound to every address without protected mode",
+        "redis",
         "sed -i -e 's/^bind .*/bind 0.0.0.0/' -e 's/^protected-mode yes/protected-mode no/' "
         "/etc/redis/redis.conf && systemctl restart redis-server",
-        "test_redis", ("test_bound_to_private_address_only",),
+        "test_redis",
+        ("test_bound_to_private_address_only",),
     ),
     Breakage(
-        "Redis opened to the world in the host firewall", "redis",
+        "Redis opened to the world in the host firewall",
+        "redis",
         _input_chain_rule("tcp dport 6379 accept"),
-        "test_redis", ("test_refused_from_outside",),
+        "test_redis",
+        ("test_refused_from_outside",),
     ),
     Breakage(
-        "replica removed", "db",
+        "replica removed",
+        "db",
         "systemctl disable --now $(systemctl list-units --type=service --no-legend 'postgresql@*' "
         "| awk '{print $1}')",
-        "replicas_stream or appears_on_replicas", ("test_replicas_stream_with_bounded_lag",),
+        "replicas_stream or appears_on_replicas",
+        ("test_replicas_stream_with_bounded_lag",),
     ),
     Breakage(
-        "TURN shared secret changed on the coturn side", "turn",
+        "TURN shared secret changed on the coturn side",
+        "turn",
         "sed -i 's/^static-auth-secret=.*/static-auth-secret=visio-break-detect-not-the-stack-secret/' "
         "/etc/turnserver.conf && systemctl restart coturn",
-        "test_turn or relayed", ("allocation with shared-secret credentials",),
+        "test_turn or relayed",
+        ("allocation with shared-secret credentials",),
     ),
 ]
 
@@ -86,7 +97,11 @@ BREAKAGES = [
 def _visio(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "visio_infra.cli", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -117,8 +132,12 @@ def _target(outputs_file: Path, role: str) -> tuple[str, list[str]]:
     if connection.get("ssh_key_file"):
         ssh += ["-i", connection["ssh_key_file"], "-o", "IdentitiesOnly=yes"]
     if connection.get("known_hosts_file"):
-        ssh += ["-o", f"UserKnownHostsFile={connection['known_hosts_file']}",
-                "-o", "StrictHostKeyChecking=yes"]
+        ssh += [
+            "-o",
+            f"UserKnownHostsFile={connection['known_hosts_file']}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ]
     address = host.get("public_ip") or host["private_ip"]
     return host["name"], [*ssh, f"{connection.get('user', 'root')}@{address}"]
 
@@ -135,8 +154,9 @@ def test_break_is_detected_then_repaired(breakage: Breakage, lab_outputs: Path, 
     )
 
     host, ssh = _target(lab_outputs, breakage.role)
-    broken = subprocess.run([*ssh, breakage.command], capture_output=True, text=True, timeout=120,
-                            check=False)
+    broken = subprocess.run(
+        [*ssh, breakage.command], capture_output=True, text=True, timeout=120, check=False
+    )
     assert broken.returncode == 0, f"could not break {host}: {broken.stderr[-500:]}"
     try:
         detected = _verify(lab_outputs, breakage.select)

@@ -76,9 +76,11 @@ def test_service_names_point_at_first_sfu_and_turn(lab, machines):
     sfu_line = next(e for e in entries if e[0] == by_name["lab-sfu-1"])
     assert sfu_line == [by_name["lab-sfu-1"], "lab-sfu-1", "sfu.lab.visio.test"]
     text = hosts_file("lab-db-1", entries)
-    assert "127.0.1.1\tlab-db-1\n" in text
+    # Its own name resolves to its lab address, not to Debian's 127.0.1.1.
+    assert "127.0.1.1" not in text and f"{by_name['lab-db-1']}\tlab-db-1\n" in text
     assert f"{by_name['lab-turn-1']}\tlab-turn-1\tturn.lab.visio.test\n" in text
-    assert text.count("\n") == 6 + len(machines)
+    assert text.count("\n") == 5 + len(machines)
+    assert "127.0.1.1\tlonely\n" in hosts_file("lonely", entries)
 
 
 def test_networkd_unit_fixed_address_no_link_local():

@@ -155,16 +155,17 @@ def hosts_entries(config: StackConfig, machines: list[MachineSpec]) -> list[list
 
 
 def hosts_file(hostname: str, entries: Iterable[Iterable[str]]) -> str:
-    """/etc/hosts of one machine."""
+    """/etc/hosts of one machine. Its own name maps to its lab address (not Debian's 127.0.1.1) so
+    services resolving their hostname get the address peers use."""
+    rows = [list(entry) for entry in entries]
     lines = [
         "# Written by the Visio lab (visio_infra/lab); rewritten on every change.",
         "127.0.0.1\tlocalhost",
-        f"127.0.1.1\t{hostname}",
-        "::1\tlocalhost ip6-localhost ip6-loopback",
-        "ff02::1\tip6-allnodes",
-        "ff02::2\tip6-allrouters",
     ]
-    lines += ["\t".join(entry) for entry in entries]
+    if not any(hostname in row[1:] for row in rows):
+        lines.append(f"127.0.1.1\t{hostname}")
+    lines += ["::1\tlocalhost ip6-localhost ip6-loopback", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+    lines += ["\t".join(row) for row in rows]
     return "\n".join(lines) + "\n"
 
 
