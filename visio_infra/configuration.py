@@ -23,8 +23,16 @@ import pulumi.dynamic
 from visio_infra.config import StackConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONTENT_DIRS = ("roles", "playbooks", "templates")
-"""What the converge runs: a change to any file here re-runs it."""
+CONTENT_DIRS = (
+    "roles",
+    "playbooks",
+    "templates",
+    "ansible.cfg",
+    "visio_infra/ansible_vars.py",
+    "visio_infra/ansible_run.py",
+    "visio_infra/security_rules.py",
+)
+"""What the converge runs or renders its variables with: a change to any file here re-runs it."""
 IGNORED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache"})
 IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 
@@ -37,13 +45,12 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def content_files(root: Path, dirs: Iterable[str] = CONTENT_DIRS) -> list[Path]:
+def content_files(root: Path, paths: Iterable[str] = CONTENT_DIRS) -> list[Path]:
     files = []
-    for name in dirs:
+    for name in paths:
         base = root / name
-        if not base.is_dir():
-            continue
-        for path in base.rglob("*"):
+        candidates = base.rglob("*") if base.is_dir() else [base]
+        for path in candidates:
             if (
                 path.is_file()
                 and not IGNORED_PARTS.intersection(path.parts)

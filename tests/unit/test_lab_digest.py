@@ -78,6 +78,11 @@ def test_content_digest_follows_roles_playbooks_templates(tmp_path):
     assert content_digest(tmp_path) != second
     task.chmod(0o755)
     assert content_digest(tmp_path) != second
+    third = content_digest(tmp_path)
+    # The code that renders the roles' variables counts too.
+    (tmp_path / "visio_infra").mkdir()
+    (tmp_path / "visio_infra/ansible_vars.py").write_text("X = 1\n")
+    assert content_digest(tmp_path) != third
 
 
 def test_failed_hosts_from_run_recap():
