@@ -321,7 +321,7 @@ def resume_plan(plan: Plan, state: RolloutState, nodes: Sequence[NodeState]) -> 
     return Plan((recheck, *plan.steps), unchanged, plan.notes)
 
 
-def stop_message(stack: str, state: RolloutState, *, component_file: str) -> str:
+def stop_message(stack: str, state: RolloutState, *, component_file: str, resume_command: str = "") -> str:
     """What an SRE reads when a gate failed: where it stopped, what is left, how to go on or back."""
     failed = state.failed
     done = [s.node for s in state.steps if s.status == "done"]
@@ -333,7 +333,8 @@ def stop_message(stack: str, state: RolloutState, *, component_file: str) -> str
     lines.append(
         f"  upgraded: {', '.join(done) or 'none'}; left on the old version: {', '.join(pending) or 'none'}"
     )
-    lines.append(f"  resume (after fixing the cause):  visio upgrade {stack} --resume")
+    resume_command = resume_command or f"visio upgrade {stack} --resume"
+    lines.append(f"  resume (after fixing the cause):  {resume_command}")
     if failed and "deadline" in failed.message:
         lines.append(f"  cut the remaining calls instead:  visio upgrade {stack} --resume --force")
     if previous:
