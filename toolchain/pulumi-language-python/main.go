@@ -23,6 +23,9 @@
 //     Exit code 32 from the shim means "an error was already shown to the user": the host then
 //     answers Run with bail=true so the CLI does not print a second, redundant error.
 //
+// Policy packs written in Python (`pulumi preview --policy-pack DIR`) are started by RunPlugin, see
+// policy_pack.go.
+//
 // Python dynamic providers are not started by this host: the engine itself launches the script
 // `pulumi-resource-pulumi-python` (found on PATH or beside the pulumi binary), and it passes every
 // runtime option of Pulumi.yaml to that plugin as PULUMI_RUNTIME_<OPTION> environment variables, so
@@ -51,8 +54,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -172,8 +173,8 @@ func locateShim(override string) (string, error) {
 }
 
 // host implements pulumirpc.LanguageRuntimeServer. Methods the CLI never needs for this project
-// (code generation, packing, linking, plugins written in Python) come from the embedded
-// Unimplemented server and answer codes.Unimplemented.
+// (code generation, packing, linking) come from the embedded Unimplemented server and answer
+// codes.Unimplemented; RunPlugin (policy_pack.go) runs policy packs only.
 type host struct {
 	pulumirpc.UnimplementedLanguageRuntimeServer
 
@@ -228,21 +229,29 @@ func (h *host) engine() string {
 
 // pythonEnv describes the interpreter a program runs with.
 type pythonEnv struct {
-	virtualenvOption string // the `virtualenv` option as written in Pulumi.yaml ("" when absent)
+	projectFile      string // the file the runtime options come from, named in error messages
+	virtualenvOption string // the `virtualenv` option as written in projectFile ("" when absent)
 	virtualenv       string // its absolute path ("" when absent)
 	python           string // interpreter to run
 }
 
-// resolvePython reads the runtime options of Pulumi.yaml, which the CLI passes in ProgramInfo.options
-// (a protobuf Struct holding the `runtime.options` mapping), and chooses the interpreter:
-//   - `virtualenv: DIR` (relative to the project root, i.e. the folder of Pulumi.yaml, or absolute):
-//     DIR/bin/python, which must exist;
+// Files whose `runtime.options` reach the host: a program's, and a policy pack's.
+const (
+	programProjectFile = "Pulumi.yaml"
+	policyProjectFile  = "PulumiPolicy.yaml"
+)
+
+// resolvePython reads the runtime options of the project file (Pulumi.yaml, or PulumiPolicy.yaml for
+// a policy pack), which the CLI passes in ProgramInfo.options (a protobuf Struct holding the
+// `runtime.options` mapping), and chooses the interpreter:
+//   - `virtualenv: DIR` (relative to the project root, i.e. the folder of the project file, or
+//     absolute): DIR/bin/python, which must exist;
 //   - otherwise $PULUMI_PYTHON_CMD, python3 or python from PATH, as the official host does.
 //
 // Options this small host cannot honour (another toolchain than pip, a typechecker) are refused
 // with a clear message rather than silently ignored.
-func resolvePython(info *pulumirpc.ProgramInfo) (*pythonEnv, error) {
-	env := &pythonEnv{}
+func resolvePython(info *pulumirpc.ProgramInfo, projectFile string) (*pythonEnv, error) {
+	env := &pythonEnv{projectFile: projectFile}
 	var opts map[string]any
 	root := ""
 	if info != nil {
@@ -255,7 +264,7 @@ func resolvePython(info *pulumirpc.ProgramInfo) (*pythonEnv, error) {
 	if raw, ok := opts["virtualenv"]; ok {
 		dir, isString := raw.(string)
 		if !isString {
-			return nil, errors.New("the 'virtualenv' runtime option in Pulumi.yaml must be a string")
+			return nil, fmt.Errorf("the 'virtualenv' runtime option in %s must be a string", projectFile)
 		}
 		env.virtualenvOption = dir
 	}
@@ -305,24 +314,30 @@ func (p *pythonEnv) check() error {
 	if _, err := os.Stat(p.virtualenv); os.IsNotExist(err) {
 		problem = "doesn't exist"
 	}
-	return fmt.Errorf("the 'virtualenv' option in Pulumi.yaml is set to %q, but %q %s. Create it with the "+
+	return fmt.Errorf("the 'virtualenv' option in %s is set to %q, but %q %s. Create it with the "+
 		"project's setup script, or by hand:\n"+
 		"    python3 -m venv %s\n"+
 		"    %s -m pip install -r requirements.txt",
-		p.virtualenvOption, p.virtualenv, problem, p.virtualenv, p.python)
+		p.projectFile, p.virtualenvOption, p.virtualenv, problem, p.virtualenv, p.python)
 }
 
 // environ returns the environment for a Python child process: ours, "activated" for the virtual
 // environment when there is one (its bin first on PATH, VIRTUAL_ENV set, PYTHONHOME removed since
 // it would point the venv's interpreter at another installation), plus the extra variables given.
 func (p *pythonEnv) environ(extra ...string) []string {
-	base := os.Environ()
+	return p.environFrom(os.Environ(), extra...)
+}
+
+// environFrom is environ over a given base environment ("KEY=value" entries). A key may appear more
+// than once (e.g. our environment followed by the one the CLI asks for): os/exec keeps the last.
+func (p *pythonEnv) environFrom(base []string, extra ...string) []string {
 	if p.virtualenv == "" {
 		return append(base, extra...)
 	}
 	bin := filepath.Join(p.virtualenv, "bin")
 	out := make([]string, 0, len(base)+len(extra)+2)
 	sawPath := false
+	// Every PATH entry gets the venv's bin first, so whichever one wins still points at it.
 	for _, kv := range base {
 		key, value, _ := strings.Cut(kv, "=")
 		switch key {
@@ -400,7 +415,7 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}, nil
 	}
 
-	py, err := resolvePython(req.GetInfo())
+	py, err := resolvePython(req.GetInfo(), programProjectFile)
 	if err != nil {
 		return nil, err
 	}
@@ -519,7 +534,7 @@ func (h *host) InstallDependencies(req *pulumirpc.InstallDependenciesRequest,
 	say := func(msg string) error {
 		return server.Send(&pulumirpc.InstallDependenciesResponse{Stdout: []byte(msg)})
 	}
-	py, err := resolvePython(req.GetInfo())
+	py, err := resolvePython(req.GetInfo(), programProjectFile)
 	if err != nil {
 		return err
 	}
@@ -559,7 +574,7 @@ except Exception:
 // About describes the Python runtime for `pulumi about`.
 func (h *host) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
 	logging.V(3).Infof("python language host: About")
-	py, err := resolvePython(req.GetInfo())
+	py, err := resolvePython(req.GetInfo(), programProjectFile)
 	if err != nil {
 		return nil, err
 	}
@@ -594,7 +609,7 @@ func (h *host) GetProgramDependencies(ctx context.Context,
 	req *pulumirpc.GetProgramDependenciesRequest,
 ) (*pulumirpc.GetProgramDependenciesResponse, error) {
 	logging.V(3).Infof("python language host: GetProgramDependencies")
-	py, err := resolvePython(req.GetInfo())
+	py, err := resolvePython(req.GetInfo(), programProjectFile)
 	if err != nil {
 		return nil, err
 	}
@@ -630,14 +645,4 @@ func (h *host) Cancel(ctx context.Context, _ *emptypb.Empty) (*emptypb.Empty, er
 	logging.V(3).Infof("python language host: Cancel")
 	h.cancelFunc()
 	return &emptypb.Empty{}, nil
-}
-
-// RunPlugin would run a plugin (provider, policy pack) written in Python. This project has none:
-// Python dynamic providers go through pulumi-resource-pulumi-python instead. Say so plainly.
-func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest,
-	_ grpc.ServerStreamingServer[pulumirpc.RunPluginResponse],
-) error {
-	logging.V(3).Infof("python language host: RunPlugin(%s)", req.GetName())
-	return status.Errorf(codes.Unimplemented,
-		"running Python plugins (%s) is not supported by this project's Python language host", req.GetName())
 }
