@@ -1,0 +1,304 @@
+"""Run the site playbook through ansible-runner, for `pulumi up` and for `visio configure`.
+
+Secrets never reach the run's artifacts: non-secret variables go to inventory group_vars in a
+private temporary directory, secrets to a 0600 vars file in another temporary directory passed as
+`-e @file` (only its path is recorded), both removed after the run. Artifacts (events, stdout,
+stats) are kept under `<repo>/artifacts/<stack>/<timestamp>/` and scanned for secret values; any
+hit is scrubbed and reported in `RunResult.leaked_secrets` (the tests require 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+import yaml
+
+from visio_infra import ansible_vars
+from visio_infra.config import StackConfig
+from visio_infra.inventory import ansible_inventory
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "playbooks"
+ARTIFACTS = ROOT / "artifacts"
+
+
+@dataclass(frozen=True)
+class HostStats:
+    """Counters of one host at the end of a run (ansible's PLAY RECAP)."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class RunResult:
+    """What a converge did: per-host stats, return code, where its artifacts are."""
+
+    rc: int
+    status: str
+    hosts: dict[str, HostStats]
+    artifact_dir: Path
+    duration_seconds: float
+    leaked_secrets: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and not any(s.failed or s.unreachable for s in self.hosts.values())
+
+    @property
+    def changed(self) -> int:
+        return sum(s.changed for s in self.hosts.values())
+
+    def summary(self) -> str:
+        lines = [f"{'host':<24} {'ok':>4} {'changed':>8} {'failed':>7} {'unreachable':>12} {'skipped':>8}"]
+        for name in sorted(self.hosts):
+            s = self.hosts[name]
+            lines.append(f"{name:<24} {s.ok:>4} {s.changed:>8} {s.failed:>7} {s.unreachable:>12} {s.skipped:>8}")
+        verdict = "succeeded" if self.succeeded else f"FAILED (rc={self.rc}, {self.status})"
+        lines.append(
+            f"ansible {verdict} in {self.duration_seconds:.0f} s, {self.changed} change(s); "
+            f"artifacts: {self.artifact_dir}"
+        )
+        return "\n".join(lines)
+
+
+class AnsibleRunError(RuntimeError):
+    """A converge failed on at least one host. `result` holds the details."""
+
+    def __init__(self, result: RunResult):
+        self.result = result
+        detail = "\n".join(f"  - {f}" for f in result.failures[:20])
+        super().__init__(f"host configuration failed\n{result.summary()}\n{detail}".rstrip())
+
+
+def default_livekit_binary(version: str) -> Path:
+    """Where scripts/toolchain.sh puts the pinned livekit-server build."""
+    cache = Path(os.environ.get("VISIO_TOOLCHAIN_DIR", Path.home() / ".cache" / "visio-toolchain"))
+    return cache / f"livekit-{version}" / "bin" / "livekit-server"
+
+
+class ProgressPrinter:
+    """One compact line per task result per host, from runner events (no task arguments, no results)."""
+
+    MARKS: ClassVar[dict[str, str]] = {"ok": "ok", "changed": "changed", "failed": "FAILED", "unreachable": "UNREACHABLE"}
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self.failures: list[str] = []
+
+    def _line(self, mark: str, host: str, task: str, extra: str = "") -> None:
+        print(f"  {mark:<11} {host:<22} {task}{extra}", file=self.stream, flush=True)
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = str(data.get("host", ""))
+        task = str(data.get("task", ""))
+        role = data.get("role")
+        label = f"{role} : {task}" if role else task
+        if kind == "playbook_on_play_start":
+            print(f"PLAY {data.get('play', '')}", file=self.stream, flush=True)
+        elif kind == "runner_on_ok":
+            res = data.get("res") or {}
+            if "censored" in res:  # no_log: ansible hides even whether it changed (see the recap)
+                self._line("done", host, label, " (no_log)")
+            else:
+                self._line(self.MARKS["changed" if res.get("changed") else "ok"], host, label)
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            if kind == "runner_on_failed" and data.get("ignore_errors"):
+                return True
+            res = data.get("res") or {}
+            message = str(res.get("msg") or res.get("stderr") or "").strip().splitlines()
+            reason = message[0][:300] if message else ""
+            mark = self.MARKS["failed" if kind == "runner_on_failed" else "unreachable"]
+            self._line(mark, host, label, f" -- {reason}" if reason else "")
+            self.failures.append(f"{host}: {label}: {reason}")
+        return True
+
+
+SENSITIVE_ENV = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^OS_|^AWS_ACCESS|^AWS_SECRET|^AWS_SESSION")
+"""Environment variables that may hold credentials (Pulumi passphrase, OpenStack, S3): ansible-runner
+records the whole environment in the artifacts, and ansible-playbook does not need them."""
+
+
+@contextlib.contextmanager
+def _without_sensitive_env() -> Any:
+    saved = {k: v for k, v in os.environ.items() if SENSITIVE_ENV.search(k)}
+    for key in saved:
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _write_yaml(path: Path, data: Any, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(data, handle, default_flow_style=False, sort_keys=True)
+
+
+def scrub_artifacts(artifact_dir: Path, secrets: Sequence[str]) -> int:
+    """Replace any secret value found in the artifacts; return how many files held one."""
+    needles = [s for s in secrets if s and len(s) >= 8]
+    hits = 0
+    if not needles or not artifact_dir.exists():
+        return 0
+    for path in artifact_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            continue
+        if any(n in text for n in needles):
+            hits += 1
+            for needle in needles:
+                text = text.replace(needle, "********")
+            path.write_text(text, encoding="utf-8", errors="surrogateescape")
+    return hits
+
+
+def _stats(raw: Mapping[str, Any] | None) -> dict[str, HostStats]:
+    raw = raw or {}
+    names: set[str] = set()
+    for key in ("ok", "changed", "failures", "dark", "skipped", "processed"):
+        names |= set((raw.get(key) or {}).keys())
+    return {
+        name: HostStats(
+            ok=int((raw.get("ok") or {}).get(name, 0)),
+            changed=int((raw.get("changed") or {}).get(name, 0)),
+            failed=int((raw.get("failures") or {}).get(name, 0)),
+            unreachable=int((raw.get("dark") or {}).get(name, 0)),
+            skipped=int((raw.get("skipped") or {}).get(name, 0)),
+        )
+        for name in names
+    }
+
+
+def converge(
+    config: StackConfig,
+    inventory: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    certificates: Mapping[str, Any] | None,
+    *,
+    stack: str | None = None,
+    limit: str | None = None,
+    tags: Sequence[str] | str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    playbook: str = "site.yml",
+    livekit_binary: str | os.PathLike[str] | None = None,
+    livekit_binary_url: str | None = None,
+    livekit_binary_sha256: str | None = None,
+    backup: Mapping[str, Any] | None = None,
+    extra_vars: Mapping[str, Any] | None = None,
+    artifacts_root: Path | None = None,
+    progress: Callable[[Mapping[str, Any]], bool] | None = None,
+    raise_on_failure: bool = True,
+) -> RunResult:
+    """Converge the hosts of `inventory` (the stack's `inventory` output) with the site playbook.
+
+    Raises AnsibleVarsError on inconsistent input (before touching any host) and AnsibleRunError
+    when a host fails (unless `raise_on_failure` is False).
+    """
+    import ansible_runner  # heavy import, only when a run really happens
+
+    if livekit_binary is None and livekit_binary_url is None and inventory.get("groups", {}).get("sfu"):
+        livekit_binary = default_livekit_binary(config.versions.livekit)
+    per_group = ansible_vars.group_vars(
+        config, inventory, certificates,
+        livekit_binary=str(livekit_binary) if livekit_binary else None,
+        livekit_binary_url=livekit_binary_url, livekit_binary_sha256=livekit_binary_sha256, backup=backup,
+    )
+    secret_map = ansible_vars.secret_vars(secrets, certificates)
+    if extra_vars:
+        clash = set(extra_vars) & set(secret_map)
+        if clash:
+            raise ansible_vars.AnsibleVarsError(f"extra_vars may not override secrets: {sorted(clash)}")
+
+    stack = stack or config.ministry.slug
+    ident = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    artifacts_parent = (artifacts_root or ARTIFACTS) / stack
+    artifacts_parent.mkdir(parents=True, exist_ok=True)
+
+    private = Path(tempfile.mkdtemp(prefix="visio-ansible-"))
+    secret_dir = Path(tempfile.mkdtemp(prefix="visio-ansible-secrets-"))
+    started = time.monotonic()
+    printer = progress or ProgressPrinter()
+    try:
+        inv_dir = private / "inventory"
+        _write_yaml(inv_dir / "hosts.yml", ansible_inventory(inventory))
+        for group, values in per_group.items():
+            _write_yaml(inv_dir / "group_vars" / f"{group}.yml", values)
+        secrets_file = secret_dir / "secrets.yml"
+        _write_yaml(secrets_file, secret_map)
+        cmdline = [f"-e @{secrets_file}"]
+        if extra_vars:
+            extra_file = private / "extra_vars.yml"
+            _write_yaml(extra_file, dict(extra_vars))
+            cmdline.append(f"-e @{extra_file}")
+        if check:
+            cmdline.append("--check")
+        if diff:
+            cmdline.append("--diff")
+        tag_list = [tags] if isinstance(tags, str) else list(tags or [])
+        bin_dir = Path(sys.executable).parent
+        with _without_sensitive_env():
+            runner = ansible_runner.run(
+                private_data_dir=str(private),
+                artifact_dir=str(artifacts_parent),
+                ident=ident,
+                project_dir=str(PLAYBOOKS),
+                playbook=str(PLAYBOOKS / playbook),
+                inventory=str(inv_dir),
+                limit=limit,
+                tags=",".join(tag_list) or None,
+                cmdline=" ".join(cmdline),
+                envvars={
+                    "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                    "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                    "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+                    "ANSIBLE_FILTER_PLUGINS": str(PLAYBOOKS / "filter_plugins"),
+                    "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                },
+                event_handler=printer,
+                suppress_ansible_output=True,
+                quiet=True,
+            )
+        result = RunResult(
+            rc=int(runner.rc if runner.rc is not None else 1),
+            status=str(runner.status),
+            hosts=_stats(runner.stats),
+            artifact_dir=artifacts_parent / ident,
+            duration_seconds=time.monotonic() - started,
+            failures=list(getattr(printer, "failures", [])),
+        )
+    finally:
+        shutil.rmtree(secret_dir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+    result.leaked_secrets = scrub_artifacts(result.artifact_dir, ansible_vars.secret_values(secret_map))
+    if result.leaked_secrets:
+        result.failures.append(
+            f"{result.leaked_secrets} artifact file(s) contained a secret (scrubbed); a task lacks no_log"
+        )
+    if raise_on_failure and not result.succeeded:
+        raise AnsibleRunError(result)
+    return result
