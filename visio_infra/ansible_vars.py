@@ -11,12 +11,20 @@ security groups are built from, so the nftables ruleset on a node mirrors its ro
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
 from visio_infra.config import LabCloud, StackConfig
-from visio_infra.security_rules import Rule, security_rules
+from visio_infra.security_rules import (
+    COTURN_METRICS_PORT,
+    HTTPS_PORT,
+    LIVEKIT_HTTP_PORT,
+    LIVEKIT_METRICS_PORT,
+    REDIS_PORT,
+    TURNS_PORT,
+    Rule,
+    security_rules,
+)
 
 REQUIRED_SECRETS = (
     "livekit_api_key",
@@ -47,11 +55,6 @@ SECRET_VAR_NAMES = {
 }
 """Stack secret name -> Ansible variable name."""
 
-LIVEKIT_HTTP_PORT = 7880
-LIVEKIT_METRICS_PORT = 6789
-COTURN_METRICS_PORT = 9641
-REDIS_PORT = 6379
-POSTGRES_PORT = 5432
 MEDIA_UDP_BUFFER_BYTES = 5_000_000
 """LiveKit warns below this UDP receive buffer (net.core.rmem_max)."""
 
@@ -195,10 +198,16 @@ def group_vars(
             }
         )
 
-    # coturn: shared-secret auth, relays only towards SFU nodes.
+    # coturn: shared-secret auth, relays only towards SFU nodes. Its TLS listener is on 443; the
+    # standard 5349 is redirected to it by the host firewall (coturn opens one TLS port per address).
     if turn:
         per_group["turn"].update(
             {
+                "common_port_redirects": [
+                    {"comment": "turns-5349 to the TLS listener", "proto": "tcp", "port": TURNS_PORT,
+                     "to_port": HTTPS_PORT}
+                ],
+                "coturn_tls_listening_port": HTTPS_PORT,
                 "coturn_version": config.versions.coturn,
                 "coturn_realm": config.domains.turn,
                 "coturn_relay_min_port": ports.turn_relay_range.start,
@@ -275,11 +284,3 @@ def secret_values(secret_var_map: Mapping[str, Any]) -> list[str]:
             values.append(value)
             values.extend(line for line in value.splitlines() if len(line) >= 16 and "-----" not in line)
     return values
-
-
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
