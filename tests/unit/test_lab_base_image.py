@@ -1,0 +1,85 @@
+"""Base image cache: keyed by recipe, built atomically, an incomplete image is never used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from visio_infra.lab import base_image
+from visio_infra.lab.host import LabError
+
+SPEC = base_image.recipe("http://deb.debian.org/debian")
+
+
+class FakeHost:
+    """Stands in for debootstrap/chroot: writes a minimal tree, or fails halfway when asked to."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.debootstraps = 0
+
+    def __call__(self, cmd, what, **_kwargs):
+        if cmd[0] == "debootstrap":
+            self.debootstraps += 1
+            tree = Path(cmd[-2])
+            (tree / "usr/lib/systemd").mkdir(parents=True)
+            (tree / "etc/ssh").mkdir(parents=True)
+            (tree / "etc/apt").mkdir(parents=True)
+            (tree / "etc/ssh/ssh_host_ed25519_key").write_text("shared key")
+            (tree / "var/log").mkdir(parents=True)
+            if self.fail:
+                raise LabError(f"{what}: debootstrap exited with 1")
+            (tree / "usr/lib/systemd/systemd").write_text("")
+        return None
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    host = FakeHost()
+    monkeypatch.setattr(base_image, "run", host)
+    monkeypatch.setattr(
+        base_image, "remove_tree", lambda d: __import__("shutil").rmtree(d, ignore_errors=True)
+    )
+    return host
+
+
+def test_recipe_hash_changes_with_the_recipe():
+    assert base_image.recipe_hash(SPEC) == base_image.recipe_hash(
+        base_image.recipe("http://deb.debian.org/debian")
+    )
+    other_mirror = base_image.recipe("http://miroir.interieur.gouv.fr/debian")
+    assert base_image.recipe_hash(other_mirror) != base_image.recipe_hash(SPEC)
+    assert "python3-apt" in SPEC["packages"] and "openssh-server" in SPEC["packages"]
+    assert not {"postgresql", "coturn", "redis-server", "nginx"} & set(SPEC["packages"])
+
+
+def test_built_once_then_cached(tmp_path, fake):
+    path, _ = base_image.build(SPEC, tmp_path)
+    assert path == tmp_path / "images" / base_image.recipe_hash(SPEC)
+    assert base_image.is_complete(path)
+    # No shared identity in the template: host keys and machine-id are per machine.
+    assert not list((path / "etc/ssh").glob("ssh_host_*"))
+    assert (path / "etc/machine-id").read_text() == ""
+    assert "bookworm-security" in (path / "etc/apt/sources.list").read_text()
+    again, seconds = base_image.build(SPEC, tmp_path)
+    assert again == path and seconds == 0.0 and fake.debootstraps == 1
+
+
+def test_failed_build_leaves_nothing_usable(tmp_path, fake):
+    fake.fail = True
+    with pytest.raises(LabError, match="debootstrap exited"):
+        base_image.build(SPEC, tmp_path)
+    images = tmp_path / "images"
+    assert [p.name for p in images.iterdir() if p.name != ".build.lock"] == []
+    fake.fail = False
+    path, _ = base_image.build(SPEC, tmp_path)
+    assert base_image.is_complete(path) and fake.debootstraps == 2
+
+
+def test_incomplete_image_under_the_final_name_is_rebuilt(tmp_path, fake):
+    target = base_image.image_dir(SPEC, tmp_path)
+    (target / "usr/lib/systemd").mkdir(parents=True)  # no marker: e.g. copied by hand, or a crash
+    assert not base_image.is_complete(target)
+    path, _ = base_image.build(SPEC, tmp_path)
+    assert path == target and base_image.is_complete(path) and fake.debootstraps == 1
