@@ -1,4 +1,4 @@
-"""Every credential of a deployment, generated in the stack by pulumi-random.
+"""Every credential of a deployment, generated in the stack (`generated_secret.GeneratedSecret`).
 
 Generated values live only in the Pulumi state, encrypted by the stack's secrets provider (the
 passphrase provider or a ministry KMS, never Pulumi Cloud), and leave it only as Pulumi secrets.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-import pulumi_random as random
 
 from visio_infra.config import StackConfig
+from visio_infra.generated_secret import GeneratedSecret
 
 LIVEKIT_API_KEY_PREFIX = "API"
 LIVEKIT_API_KEY_RANDOM_LENGTH = 12
@@ -47,17 +47,11 @@ class StackSecrets(pulumi.ComponentResource):
         self.ministry = config.ministry.slug
         child = pulumi.ResourceOptions(parent=self)
 
-        key_suffix = random.RandomString(
-            f"{name}-livekit-api-key",
-            length=LIVEKIT_API_KEY_RANDOM_LENGTH,
-            special=False,
-            upper=True,
-            lower=True,
-            numeric=True,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
-        )
         self.livekit_api_key = pulumi.Output.secret(
-            key_suffix.result.apply(lambda suffix: LIVEKIT_API_KEY_PREFIX + suffix)
+            GeneratedSecret(
+                f"{name}-livekit-api-key", LIVEKIT_API_KEY_RANDOM_LENGTH, prefix=LIVEKIT_API_KEY_PREFIX,
+                opts=child,
+            ).value
         )
         self.livekit_api_secret = self._password(f"{name}-livekit-api-secret", LIVEKIT_SECRET_LENGTH, child)
         self.turn_shared_secret = self._password(f"{name}-turn-shared-secret", TURN_SECRET_LENGTH, child)
@@ -81,8 +75,4 @@ class StackSecrets(pulumi.ComponentResource):
 
     @staticmethod
     def _password(name: str, length: int, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        password = random.RandomPassword(
-            name, length=length, special=False, upper=True, lower=True, numeric=True,
-            min_upper=2, min_lower=2, min_numeric=2, opts=opts,
-        )
-        return pulumi.Output.secret(password.result)
+        return pulumi.Output.secret(GeneratedSecret(name, length, opts=opts).value)

@@ -69,6 +69,8 @@ from pathlib import Path  # noqa: E402
 import pulumi  # noqa: E402
 from pulumi.runtime import mocks as pulumi_mocks_runtime  # noqa: E402
 
+from visio_infra.generated_secret import KIND as GENERATED_SECRET_KIND  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = ROOT / "stacks"
 FLOATING_POOL = ipaddress.ip_network("203.0.113.0/24")
@@ -124,9 +126,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "openstack:networking/floatingIp:FloatingIp":
             state["address"] = str(FLOATING_POOL[self._next_ip])
             self._next_ip += 1
-        elif args.typ.startswith("random:index/random") and "length" in args.inputs:
+        elif args.inputs.get("kind") == GENERATED_SECRET_KIND:
             alphabet = string.ascii_letters + string.digits
-            state["result"] = "".join(self._rng.choice(alphabet) for _ in range(int(args.inputs["length"])))
+            body = "".join(self._rng.choice(alphabet) for _ in range(int(args.inputs["length"])))
+            state["value"] = args.inputs.get("prefix", "") + body
         elif args.typ == "openstack:networking/port:Port":
             state["allFixedIps"] = [ip["ipAddress"] for ip in args.inputs.get("fixedIps", [])]
         return f"{args.name}-id", state

@@ -29,6 +29,7 @@ from pulumi_mocks import (
 
 from visio_infra import cloud_init, tagging
 from visio_infra.config import ROLES, StackConfig, parse_stack_config
+from visio_infra.generated_secret import KIND as GENERATED_SECRET_KIND
 from visio_infra.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
 from visio_infra.pricing import BOOT_VOLUME_GIB
 from visio_infra.security_rules import security_rules, world_open_sensitive
@@ -52,6 +53,7 @@ T_RULE = "openstack:networking/secGroupRule:SecGroupRule"
 T_SERVER_GROUP = "openstack:compute/serverGroup:ServerGroup"
 T_SUBNET = "openstack:networking/subnet:Subnet"
 T_PROVIDER = "pulumi:providers:openstack"
+DYNAMIC = "pulumi-python:dynamic:Resource"
 TAGGED_TYPES = {
     "openstack:networking/network:Network", "openstack:networking/router:Router", T_SUBNET, T_GROUP,
     T_PORT, T_FIP,
@@ -266,7 +268,7 @@ def test_one_explicit_provider_without_credentials(run, config):
 def test_every_resource_has_a_component_parent(run):
     by_urn = run.by_urn()
     for resource in run.resources:
-        if resource.type.startswith(("openstack:", "random:", "pulumi:providers:")):
+        if resource.type.startswith(("openstack:", DYNAMIC, "pulumi:providers:")):
             assert resource.parent in by_urn and not by_urn[resource.parent].custom, resource.name
 
 
@@ -300,7 +302,7 @@ def test_no_secret_in_clear_in_any_input_or_plain_output(run):
             assert not any(secret in value for secret in secrets), where
 
     for resource in run.resources:
-        if not resource.type.startswith("random:"):
+        if resource.inputs.get("kind") != GENERATED_SECRET_KIND:
             walk({k: v for k, v in resource.inputs.items() if k != "__provider"}, resource.name)
     for name, value in run.outputs.items():
         if name not in run.secret_outputs:
@@ -371,7 +373,8 @@ def test_lab_shares_secrets_and_output_contract(lab):
     assert run.secret_outputs == set(SECRET_OUTPUTS)
     assert len(run.outputs["livekit_api_secret"]) >= 32
     assert not run.of_type(T_INSTANCE), "the lab must not create OpenStack resources"
-    assert len(run.of_type("random:index/randomPassword:RandomPassword")) == 6
+    generated = [r for r in run.of_type(DYNAMIC) if r.inputs.get("kind") == GENERATED_SECRET_KIND]
+    assert len(generated) == 7  # LiveKit key and secret, TURN, DB x2, Redis, backup passphrase
 
 
 @pytest.mark.parametrize(
