@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/toolchain/versions.env"
 CACHE=${VISIO_TOOLCHAIN_DIR:-$HOME/.cache/visio-toolchain}
 BIN=$CACHE/bin
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
 mkdir -p "$BIN"
 # One build at a time per cache; leftovers of an interrupted build are removed, never reused.
 exec 9>"$CACHE/.lock"
