@@ -68,7 +68,9 @@ class RunResult:
         lines = [f"{'host':<24} {'ok':>4} {'changed':>8} {'failed':>7} {'unreachable':>12} {'skipped':>8}"]
         for name in sorted(self.hosts):
             s = self.hosts[name]
-            lines.append(f"{name:<24} {s.ok:>4} {s.changed:>8} {s.failed:>7} {s.unreachable:>12} {s.skipped:>8}")
+            lines.append(
+                f"{name:<24} {s.ok:>4} {s.changed:>8} {s.failed:>7} {s.unreachable:>12} {s.skipped:>8}"
+            )
         verdict = "succeeded" if self.succeeded else f"FAILED (rc={self.rc}, {self.status})"
         lines.append(
             f"ansible {verdict} in {self.duration_seconds:.0f} s, {self.changed} change(s); "
@@ -95,7 +97,9 @@ def default_livekit_binary(version: str) -> Path:
 class ProgressPrinter:
     """One compact line per task result per host, from runner events (no task arguments, no results)."""
 
-    MARKS: ClassVar[dict[str, str]] = {"ok": "ok", "changed": "changed", "failed": "FAILED", "unreachable": "UNREACHABLE"}
+    MARKS: ClassVar[dict[str, str]] = {
+        "ok": "ok", "changed": "changed", "failed": "FAILED", "unreachable": "UNREACHABLE",
+    }
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
@@ -131,7 +135,9 @@ class ProgressPrinter:
         return True
 
 
-SENSITIVE_ENV = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^OS_|^AWS_ACCESS|^AWS_SECRET|^AWS_SESSION")
+SENSITIVE_ENV = re.compile(
+    r"PASS|SECRET|TOKEN|CREDENTIAL|PRIVATE|_KEY$|^OS_|^AWS_ACCESS|^AWS_SECRET|^AWS_SESSION"
+)
 """Environment variables that may hold credentials (Pulumi passphrase, OpenStack, S3): ansible-runner
 records the whole environment in the artifacts, and ansible-playbook does not need them."""
 

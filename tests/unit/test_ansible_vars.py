@@ -19,12 +19,18 @@ from visio_infra.security_rules import security_rules
 from visio_infra.topology import plan_nodes
 
 COUNTS = {"sfu": 3, "turn": 3, "db": 2, "redis": 1, "bastion": 1}
+
+
+def _pem(kind: str, body: str) -> str:
+    return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+
+
 CERTS = {
-    "ca_certificate": "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n",
-    "signalling": {"cert": "-----BEGIN CERTIFICATE-----\nS\n-----END CERTIFICATE-----\n",
-                   "key": "-----BEGIN PRIVATE KEY-----\nsignalling-key-material-0123456789\n-----END PRIVATE KEY-----\n"},
-    "turn": {"cert": "-----BEGIN CERTIFICATE-----\nT\n-----END CERTIFICATE-----\n",
-             "key": "-----BEGIN PRIVATE KEY-----\nturn-key-material-0123456789abcdef\n-----END PRIVATE KEY-----\n"},
+    "ca_certificate": _pem("CERTIFICATE", "CA"),
+    "signalling": {"cert": _pem("CERTIFICATE", "S"),
+                   "key": _pem("PRIVATE KEY", "signalling-key-material-0123456789")},
+    "turn": {"cert": _pem("CERTIFICATE", "T"),
+             "key": _pem("PRIVATE KEY", "turn-key-material-0123456789abcdef")},
 }
 SECRETS = {
     "livekit_api_key": "APIkey123",
@@ -95,7 +101,9 @@ def test_stun_and_turn_are_the_ministrys_own_turn_nodes():
     assert sfu["livekit_stun_servers"] == [f"{ip}:3478" for ip in turn_public]
     # Production: clients reach TURN by its name (the certificate's), on udp/tcp 3478 and TLS 443.
     assert {(s["host"], s["port"], s["protocol"]) for s in sfu["livekit_turn_servers"]} == {
-        (config.domains.turn, 3478, "udp"), (config.domains.turn, 3478, "tcp"), (config.domains.turn, 443, "tls"),
+        (config.domains.turn, 3478, "udp"),
+        (config.domains.turn, 3478, "tcp"),
+        (config.domains.turn, 443, "tls"),
     }
     rendered = json.dumps(per_group).lower()
     for foreign in ("google", "twilio", "stun.l.", "cloudflare"):
@@ -214,8 +222,8 @@ def test_scrub_artifacts_counts_and_removes_secrets(tmp_path):
 def test_progress_lines_never_show_censored_results():
     out = io.StringIO()
     printer = ProgressPrinter(out)
-    printer({"event": "runner_on_ok", "event_data": {"host": "lab-sfu-1", "role": "livekit", "task": "Write keys",
-                                                      "res": {"censored": "hidden"}}})
+    printer({"event": "runner_on_ok", "event_data": {
+        "host": "lab-sfu-1", "role": "livekit", "task": "Write keys", "res": {"censored": "hidden"}}})
     printer({"event": "runner_on_failed", "event_data": {"host": "lab-db-1", "task": "Start",
                                                           "res": {"msg": "boom"}}})
     lines = out.getvalue().splitlines()

@@ -54,9 +54,12 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def psql(module: AnsibleModule, port: int, sql: str) -> str:
+def psql(module: AnsibleModule, port: int, sql: str, **variables: str) -> str:
+    """Run SQL given on stdin (never in argv: it may hold a password); `variables` are psql -v values."""
     cmd = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
            "-p", str(port), "-d", "postgres", "-f", "-"]
+    for key, value in variables.items():
+        cmd += ["-v", f"{key}={value}"]
     proc = subprocess.run(cmd, input=sql, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         # Never echo the SQL: it may hold the password.
@@ -79,7 +82,8 @@ def main() -> None:
     row = psql(
         module, port,
         "SELECT json_build_object('pw', rolpassword, 'login', rolcanlogin, 'repl', rolreplication)"
-        f" FROM pg_authid WHERE rolname = {quote_literal(name)};",
+        " FROM pg_authid WHERE rolname = :'role';",
+        role=name,
     )
     state = json.loads(row) if row else None
     reasons = []
