@@ -1,0 +1,183 @@
+"""`visio upgrade` pure parts: reading the state, facts, timings, figures; the Redis/protobuf module."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from visio_infra.rollout import NodeState, Plan, RolloutState, Step
+from visio_infra.upgrade import (
+    EventTap,
+    UpgradeError,
+    db_candidate,
+    figures_lines,
+    inputs_from_state,
+    node_states,
+    version_changes,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "playbooks" / "library" / "visio_livekit_nodes.py"
+spec = importlib.util.spec_from_file_location("visio_livekit_nodes", MODULE)
+assert spec and spec.loader
+nodes_module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(nodes_module)
+
+
+# --------------------------------------------------------------------------- protobuf / RESP helpers
+
+
+def varint(value: int) -> bytes:
+    assert value >= 0, "negative varints are not used by these messages"
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, value: int | bytes | str, wire: int | None = None) -> bytes:
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes):
+        return varint(number << 3 | 2) + varint(len(value)) + value
+    if wire == 5:
+        return varint(number << 3 | 5) + value.to_bytes(4, "little")
+    if wire == 1:
+        return varint(number << 3 | 1) + value.to_bytes(8, "little")
+    return varint(number << 3) + varint(value)
+
+
+def livekit_node(node_id: str, ip: str, state: int, updated_at: int, clients: int) -> bytes:
+    stats = field(1, updated_at - 100) + field(2, updated_at) + field(3, 2) + field(4, clients)
+    stats += field(7, 123456789, wire=1) + field(37, 1065353216, wire=5)  # fixed64 / float fields
+    return (field(1, node_id) + field(2, ip) + field(3, 8) + field(4, stats) + field(5, 1)
+            + field(6, state) + field(7, "fr-par"))
+
+
+def test_decode_node_reads_id_ip_state_and_stats() -> None:
+    now = 1_800_000_000
+    node = nodes_module.decode_node(livekit_node("ND_abc", "10.77.0.74", 1, now - 2, 3), now)
+    assert node["id"] == "ND_abc" and node["ip"] == "10.77.0.74"
+    assert node["state"] == "SERVING" and node["num_clients"] == 3 and node["num_rooms"] == 2
+    assert node["stats_age_seconds"] == 2 and node["available"] is True
+
+
+def test_a_draining_or_stale_node_is_not_available() -> None:
+    now = 1_800_000_000
+    draining = nodes_module.decode_node(livekit_node("ND_a", "10.77.0.74", 2, now, 1), now)
+    stale = nodes_module.decode_node(livekit_node("ND_b", "10.77.0.75", 1, now - 30, 0), now)
+    assert draining["state"] == "SHUTTING_DOWN" and not draining["available"]
+    assert stale["state"] == "SERVING" and not stale["available"]
+
+
+def test_truncated_protobuf_is_an_error() -> None:
+    with pytest.raises(ValueError, match="truncated"):
+        nodes_module.proto_fields(field(1, "ND_abc")[:-2])
+
+
+def test_resp_reader_parses_an_hgetall_reply() -> None:
+    payload = livekit_node("ND_x", "10.0.0.1", 1, 1_800_000_000, 0)
+    reply = b"*2\r\n$4\r\nND_x\r\n$%d\r\n%s\r\n" % (len(payload), payload)
+    chunks = [reply[:7], reply[7:20], reply[20:], b""]
+    reader = nodes_module.RespReader(lambda _size: chunks.pop(0))
+    assert reader.reply() == [b"ND_x", payload]
+
+
+def test_resp_error_and_command_encoding() -> None:
+    reader = nodes_module.RespReader(lambda _size: b"-WRONGPASS invalid username-password pair\r\n")
+    with pytest.raises(nodes_module.RedisError, match="WRONGPASS"):
+        reader.reply()
+    assert nodes_module.encode_command("HGETALL", "nodes") == b"*2\r\n$7\r\nHGETALL\r\n$5\r\nnodes\r\n"
+
+
+# --------------------------------------------------------------------------- stack state, facts
+
+
+def secret(value: object) -> dict[str, str]:
+    return {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270",
+            "plaintext": json.dumps(value)}
+
+
+def test_inputs_come_from_the_host_configuration_resource_with_secrets_unwrapped() -> None:
+    inventory = {"groups": {"sfu": [{"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": None}]}}
+    export = {"deployment": {"resources": [
+        {"type": "pulumi:pulumi:Stack", "urn": "urn:pulumi:lab::visio::pulumi:pulumi:Stack::visio-lab"},
+        {"type": "pulumi-python:dynamic/visio:HostConfiguration",
+         "urn": "urn:pulumi:lab::visio::pulumi-python:dynamic/visio:HostConfiguration::lab-configuration",
+         "inputs": {"inventory": inventory, "secrets": secret({"turn_shared_secret": "s" * 40}),
+                    "certificates": secret({"ca_certificate": "-----BEGIN CERTIFICATE-----"})}},
+    ]}}
+    inputs = inputs_from_state(export)
+    assert inputs.inventory == inventory
+    assert inputs.secrets == {"turn_shared_secret": "s" * 40}
+    assert inputs.certificates == {"ca_certificate": "-----BEGIN CERTIFICATE-----"}
+
+
+def test_a_stack_without_configured_hosts_is_reported() -> None:
+    with pytest.raises(UpgradeError, match="run `pulumi up` first"):
+        inputs_from_state({"deployment": {"resources": []}})
+
+
+def test_node_states_from_reported_facts() -> None:
+    inventory = {"groups": {
+        "sfu": [{"name": "sfu-1"}, {"name": "sfu-2"}],
+        "db": [{"name": "db-1"}, {"name": "db-2"}],
+        "redis": [{"name": "redis-1"}],
+    }}
+    facts = {
+        "sfu-1": {"role": "sfu", "version": "1.13.4", "serving": "True", "load": "3"},
+        "db-1": {"version": "15.18-0+deb12u1", "candidate": "15.20-0+deb12u1", "primary": True,
+                 "serving": True},
+        "db-2": {"version": "15.18-0+deb12u1", "candidate": "15.20-0+deb12u1", "primary": "False",
+                 "serving": "True"},
+    }
+    nodes = {n.name: n for n in node_states(inventory, facts)}
+    assert nodes["sfu-1"] == NodeState("sfu-1", "sfu", "1.13.4", True, load=3)
+    # A host that reported nothing (unreachable) is unknown and out of service, never assumed fine.
+    assert nodes["sfu-2"].version is None and not nodes["sfu-2"].serving
+    assert nodes["db-1"].primary and not nodes["db-2"].primary
+    assert "redis-1" not in nodes
+    assert db_candidate(list(nodes.values())) == "15.20-0+deb12u1"
+
+
+def test_version_changes_names_roles_whose_pin_moved() -> None:
+    old = {"versions": {"livekit": "1.13.4", "coturn": "4.6.1-1", "postgresql": 15}}
+    assert version_changes(old, {"versions": {**old["versions"], "livekit": "1.13.5"}}) == ["sfu"]
+    assert version_changes(old, old) == []
+    assert version_changes(old, {"versions": {**old["versions"], "coturn": "4.6.2-1"}}) == ["turn"]
+
+
+def test_event_tap_keeps_facts_and_times_the_drain() -> None:
+    tap = EventTap(None)
+    tap({"event": "playbook_on_task_start", "event_data": {"task": "Send SIGTERM once (...)"}})
+    time.sleep(0.05)
+    tap({"event": "playbook_on_task_start", "event_data": {"task": "Wait for the node to drain (...)"}})
+    time.sleep(0.1)
+    tap({"event": "runner_on_ok",
+         "event_data": {"task": "Wait for the node to drain (...)", "host": "sfu-1"}})
+    tap({"event": "runner_on_ok", "event_data": {
+        "task": "Report the node's upgrade facts", "host": "sfu-1",
+        "res": {"visio_upgrade_node": {"version": "1.13.4"}}}})
+    span = tap.span(("Send SIG", "Wait for the node"), ("Wait for the node",))
+    assert span is not None and 0.1 <= span < 1
+    assert tap.facts == {"sfu-1": {"version": "1.13.4"}}
+    assert tap.span(("Nope",), ("Wait",)) is None
+
+
+def test_figures_lines_for_the_benchmark() -> None:
+    plan = Plan((Step("sfu", "sfu-1", "1.13.4", "1.13.5"), Step("sfu", "sfu-2", "1.13.4", "1.13.5")), ())
+    state = RolloutState.start("lab", {"sfu": "1.13.5"}, plan, "t")
+    state.steps[0].status, state.steps[0].drain_seconds, state.steps[0].seconds = "done", 61.2, 95.0
+    state.status, state.total_seconds = "stopped", 120.5
+    lines = figures_lines(state)
+    assert lines[0] == ("UPGRADE-FIGURE stack=lab role=sfu node=sfu-1 from=1.13.4 to=1.13.5 status=done "
+                        "drain_seconds=61.2 node_seconds=95.0")
+    assert lines[-1] == "UPGRADE-FIGURE stack=lab total_seconds=120.5 status=stopped nodes=1"
+    assert len(lines) == 2  # the pending node has no figure
