@@ -165,7 +165,9 @@ def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
 class ConfigurationProvider(pulumi.dynamic.ResourceProvider):
     def _outs(self, props: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
         # Only public values: the secrets and keys stay in the (secret, encrypted) inputs.
-        return {"digest": props["digest"], "hosts": sorted(_hosts(props["inventory"])), **run}
+        # `versions` lets the next update tell a version change (rolled out node by node) apart.
+        return {"digest": props["digest"], "hosts": sorted(_hosts(props["inventory"])),
+                "versions": dict(props["config"].get("versions") or {}), **run}
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         return pulumi.dynamic.CreateResult(id_=props["stack"], outs=self._outs(props, run_converge(props)))
@@ -174,7 +176,14 @@ class ConfigurationProvider(pulumi.dynamic.ResourceProvider):
         changed = olds.get("digest") != news.get("digest")
         return pulumi.dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        # A LiveKit/coturn version change goes through the rolling upgrade first (drain one node at
+        # a time, install, health gates; visio_infra/upgrade.py), then the usual converge.
+        from visio_infra import upgrade
+
+        old_config = {"versions": olds.get("versions")}
+        if upgrade.version_changes(old_config, news["config"]):
+            upgrade.rolling_converge({"config": old_config}, news)
         return pulumi.dynamic.UpdateResult(outs=self._outs(news, run_converge(news)))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
