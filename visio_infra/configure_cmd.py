@@ -2,6 +2,7 @@
 
     visio configure lab
     visio configure interieur --limit sfu --tags livekit --check --diff
+    visio configure lab --playbook restore-db.yml -e postgresql_restore_mode=cleanup
 
 Reads the stack config (stacks/Pulumi.<stack>.yaml) and the stack's outputs through the Pulumi CLI
 (`pulumi stack output --json --show-secrets`, state from PULUMI_BACKEND_URL), then runs the site
@@ -79,7 +80,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="dry run: report what would change")
     parser.add_argument("--diff", action="store_true", help="show file differences (never secret files)")
     parser.add_argument("--livekit-binary", help="livekit-server file to install (default: toolchain build)")
+    parser.add_argument("--playbook", default="site.yml", help="playbook in playbooks/ (e.g. restore-db.yml)")
+    parser.add_argument("-e", "--extra-var", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra variable for the playbook (never a secret; repeatable)")
     return parser.parse_args(argv)
+
+
+def extra_vars(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings to a dict (pure)."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigureError(f"-e {pair!r}: expected KEY=VALUE")
+        result[key] = value
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             check=args.check,
             diff=args.diff,
             livekit_binary=args.livekit_binary,
+            playbook=args.playbook,
+            extra_vars=extra_vars(args.extra_var),
         )
     except (StackConfigError, StackOutputsError, ConfigureError, AnsibleVarsError) as exc:
         print(f"visio configure: {exc}", file=sys.stderr)

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tags")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--diff", action="store_true")
+    parser.add_argument("--playbook", default="site.yml")
+    parser.add_argument("-e", dest="extra", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
 
     config = test_config(args.livekit_version)
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             config, inventory, material["secrets"], material["certificates"], stack="rolestest",
             limit=args.limit, tags=args.tags.split(",") if args.tags else None, check=args.check,
             diff=args.diff, livekit_binary=args.livekit_binary, raise_on_failure=False,
+            playbook=args.playbook, extra_vars=dict(e.split("=", 1) for e in args.extra) or None,
         )
         print(result.summary())
         print(f"run {run}: {time.monotonic() - started:.1f} s, changed={result.changed}, "

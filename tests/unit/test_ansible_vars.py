@@ -13,7 +13,7 @@ from pulumi_mocks import sample_config
 from visio_infra import ansible_vars
 from visio_infra.ansible_run import ProgressPrinter, scrub_artifacts
 from visio_infra.ansible_vars import AnsibleVarsError, firewall_rules, group_vars, secret_vars
-from visio_infra.configure_cmd import ConfigureError, secrets_from_outputs
+from visio_infra.configure_cmd import ConfigureError, extra_vars, secrets_from_outputs
 from visio_infra.inventory import build_inventory
 from visio_infra.security_rules import security_rules
 from visio_infra.topology import plan_nodes
@@ -241,3 +241,10 @@ def test_configure_reads_secrets_from_outputs():
     assert secrets_from_outputs(outputs)["db_password"] == "d" * 40
     with pytest.raises(ConfigureError, match="db_replication_password"):
         secrets_from_outputs({k: v for k, v in outputs.items() if k != "db_replication_password"})
+
+
+def test_configure_extra_vars():
+    assert extra_vars(["postgresql_restore_mode=cleanup", "x=a=b"]) == {
+        "postgresql_restore_mode": "cleanup", "x": "a=b"}
+    with pytest.raises(ConfigureError, match="KEY=VALUE"):
+        extra_vars(["novalue"])
