@@ -17,7 +17,10 @@ OUTPUT_NAMES = (
     "redis_password", "meet_env",
 )
 SECRET_OUTPUTS = frozenset(
-    {"livekit_api_key", "livekit_api_secret", "turn_shared_secret", "database_url", "redis_password", "meet_env"}
+    {
+        "livekit_api_key", "livekit_api_secret", "turn_shared_secret", "database_url", "redis_password",
+        "meet_env",
+    }
 )
 
 

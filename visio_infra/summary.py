@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-import jinja2
 
 from visio_infra.config import load_stack_file, stack_file
+from visio_infra.rendering import render
 from visio_infra.stack_outputs import StackOutputsError, read_outputs
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def render_summary(stack: str, outputs: dict, versions: dict, destroy: str) -> str:
     """Pure rendering of the summary from the (non-secret) outputs."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined, autoescape=False
-    )
-    return env.get_template("summary.txt.j2").render(
-        stack=stack, outputs=outputs, versions=versions, destroy=destroy
+    return render(
+        "summary.txt.j2", {"stack": stack, "outputs": outputs, "versions": versions, "destroy": destroy}
     )
 
 

@@ -9,7 +9,10 @@ def test_summary_lists_endpoints_nodes_and_next_steps():
     outputs = {
         "livekit_url": "wss://sfu.lab.visio.test",
         "livekit_api_url": "https://sfu.lab.visio.test",
-        "turn_uris": ["turn:turn.lab.visio.test:3478?transport=udp", "turns:turn.lab.visio.test:443?transport=tcp"],
+        "turn_uris": [
+            "turn:turn.lab.visio.test:3478?transport=udp",
+            "turns:turn.lab.visio.test:443?transport=tcp",
+        ],
         "ca_certificate": "-----BEGIN CERTIFICATE-----",
         "livekit_api_secret": "[secret]",
         "inventory": {
