@@ -40,5 +40,12 @@ else
   say "virtualenv .venv is up to date"
 fi
 
+# The lab stack file gets a machine-local `encryptionsalt:` line from Pulumi: keep it out of git
+# (see .gitattributes).
+if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+  git -C "$ROOT" config filter.pulumi-local-salt.clean "sed -e '/^encryptionsalt:/d'"
+  git -C "$ROOT" config filter.pulumi-local-salt.smudge cat
+fi
+
 bash scripts/toolchain.sh all
 say "done: 'source scripts/pulumi-env.sh' puts pulumi, livekit-server and visio on PATH"
