@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,8 +136,8 @@ def failed_hosts(hosts: Mapping[str, Any]) -> list[str]:
     return sorted(name for name, stats in hosts.items() if stats.failed or stats.unreachable)
 
 
-def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
-    """Run the site playbook; raise (failing the `up`) with the per-host recap and the failed tasks."""
+def converge_in_process(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Run the site playbook here; raise with the per-host recap and the failed tasks."""
     from visio_infra import ansible_run
 
     config = StackConfig.model_validate(props["config"])
@@ -150,7 +153,7 @@ def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
     if not result.succeeded or bad:
         failures = "\n".join(f"  - {line}" for line in result.failures[:20])
         raise RuntimeError(
-            f"host configuration failed on {', '.join(bad) or 'the run'} (rc={result.rc})\n"
+            f"host configuration failed on {', '.join(bad) or 'the run'} (rc={result.rc}, {result.status})\n"
             f"{result.summary()}\n{failures}".rstrip()
         )
     print(result.summary(), flush=True)
@@ -162,12 +165,46 @@ def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
+    """Run the converge in a child Python process, not in the provider's multi-threaded gRPC server
+    (ansible-runner forks a pty child there). Props, secrets included, go through a pipe (never
+    argv or the environment); the child's progress lines reach `pulumi up` through our stdout."""
+    with tempfile.TemporaryDirectory(prefix="visio-configure-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        child = subprocess.run(
+            [sys.executable, "-m", "visio_infra.configuration", str(result_file)],
+            input=json.dumps(dict(props)),
+            text=True,
+            check=False,
+            stdin=None,
+        )
+        outcome = json.loads(result_file.read_text()) if result_file.exists() else None
+    if child.returncode != 0 or outcome is None or "error" in outcome:
+        reason = outcome["error"] if outcome and "error" in outcome else f"exit status {child.returncode}"
+        raise RuntimeError(reason)
+    return dict(outcome["result"])
+
+
+def _main(result_path: str) -> int:
+    props = json.loads(sys.stdin.read())
+    try:
+        outcome: dict[str, Any] = {"result": converge_in_process(props)}
+    except Exception as exc:  # reported to the parent, which fails the `up` with it
+        outcome = {"error": str(exc)}
+    Path(result_path).write_text(json.dumps(outcome))
+    return 0 if "result" in outcome else 1
+
+
 class ConfigurationProvider(pulumi.dynamic.ResourceProvider):
     def _outs(self, props: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
         # Only public values: the secrets and keys stay in the (secret, encrypted) inputs.
         # `versions` lets the next update tell a version change (rolled out node by node) apart.
-        return {"digest": props["digest"], "hosts": sorted(_hosts(props["inventory"])),
-                "versions": dict(props["config"].get("versions") or {}), **run}
+        return {
+            "digest": props["digest"],
+            "hosts": sorted(_hosts(props["inventory"])),
+            "versions": dict(props["config"].get("versions") or {}),
+            **run,
+        }
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         return pulumi.dynamic.CreateResult(id_=props["stack"], outs=self._outs(props, run_converge(props)))
@@ -244,3 +281,7 @@ class HostConfiguration(pulumi.dynamic.Resource, module="visio", name="HostConfi
             },
             opts,
         )
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))

@@ -52,14 +52,15 @@ PACKAGES = (
 """Packages on top of debootstrap's minbase. No service of a role (PostgreSQL, coturn...) here:
 every machine would run it, and the verification suite checks each role listens only where it should."""
 
-CUSTOMISATION_VERSION = 1
+CUSTOMISATION_VERSION = "1"
 """Bump when `_customise` changes, so the recipe hash (and the cached image) changes with it."""
 
 MARKER = "visio-lab-image.json"
 
 
 def recipe(mirror: str) -> dict[str, Any]:
-    """Everything that decides the image's content."""
+    """Everything that decides the image's content. Strings only: the recipe travels through Pulumi,
+    where every number becomes a float (1 -> 1.0), which would change its hash."""
     return {
         "suite": SUITE,
         "variant": "minbase",
