@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 "livekit_api_key": "APIrolestest",
                 **{k: pysecrets.token_urlsafe(36) for k in (
                     "livekit_api_secret", "turn_shared_secret", "redis_password", "db_password",
-                    "db_replication_password")},
+                    "db_replication_password", "backup_cipher_pass")},
             },
             "certificates": throwaway_pki(
                 {"signalling": config.domains.signalling, "turn": config.domains.turn},

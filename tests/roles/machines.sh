@@ -108,6 +108,9 @@ down() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$pidfile"
+    # A machine killed before it powered off (LiveKit's long drain timeout) leaves its host-side veth.
+    name=$(basename "$pidfile" .pid)
+    ip link del "vb-$name" 2>/dev/null || true
   done
   nft delete table ip "$NFT_TABLE" 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
