@@ -1,0 +1,246 @@
+"""Rolling LiveKit upgrade on the lab without cutting a call (needs the lab up: `bash scripts/lab.sh up`).
+
+1. Roll the lab back to the previous LiveKit release (toolchain/versions.env) the way an SRE does:
+   change `versions.livekit` in stacks/Pulumi.lab.yaml and run `pulumi up` (its configuration step
+   takes the rolling path for a version change).
+2. Start a meeting (publisher + subscriber, media flowing) on one SFU node and a probe that joins a
+   new room every few seconds (tests/lab/upgrade_traffic.py, in its own process).
+3. Set the current release back and run `visio upgrade lab --yes`: the empty node is drained and
+   upgraded first, then the meeting's node, whose drain lasts until the meeting leaves on its own.
+4. Pass only if the meeting never lost its connection before leaving, every probe join succeeded,
+   every SFU node runs the new release, and `visio verify lab` passes.
+Figures (`UPGRADE-FIGURE ...`, `UPGRADE-TRAFFIC ...` lines) are printed for scripts/bench.sh:
+    .venv/bin/python -m pytest tests/lab/test_rolling_upgrade.py -s -q -p no:cacheprovider | grep '^UPGRADE-'
+The stack file is restored byte for byte whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from visio_infra.ansible_run import default_livekit_binary
+from visio_infra.verify import fetch_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = "lab"
+STACK_FILE = ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
+VERSIONS_ENV = ROOT / "toolchain" / "versions.env"
+MEETING_SECONDS = 90
+"""Long enough for the empty node's whole upgrade to happen while the meeting is on."""
+LIVEKIT_PIN = re.compile(r"(?m)^(\s+livekit:\s*)(\S+)\s*$")
+
+pytestmark = pytest.mark.labhost
+
+
+def pinned_versions() -> tuple[str, str]:
+    values = dict(
+        line.split("=", 1)
+        for line in VERSIONS_ENV.read_text(encoding="utf-8").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    return values["LIVEKIT_PREVIOUS_VERSION"].strip(), values["LIVEKIT_VERSION"].strip()
+
+
+def set_livekit_pin(text: str, version: str) -> str:
+    found = LIVEKIT_PIN.findall(text)
+    assert len(found) == 1, f"expected one versions.livekit pin in {STACK_FILE}, found {len(found)}"
+    return LIVEKIT_PIN.sub(lambda m: f"{m.group(1)}{version}", text)
+
+
+def run(command: list[str], timeout: float) -> tuple[int, str]:
+    """Run a command, echo its output as it comes (the SRE's view), return (rc, output)."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        sys.stdout.write(line)
+        lines.append(line)
+        if time.monotonic() > deadline:
+            process.kill()
+            break
+    return process.wait(), "".join(lines)
+
+
+def pulumi_up() -> tuple[int, str]:
+    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" --yes --skip-preview'
+    script += " --diff=false"
+    return run(["bash", "-c", script, "pulumi-up", STACK], timeout=3600)
+
+
+def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str) -> str:
+    connection = inventory.get("connection", {})
+    args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"]
+    if connection.get("known_hosts_file"):
+        args += ["-o", f"UserKnownHostsFile={connection['known_hosts_file']}"]
+    if connection.get("ssh_key_file"):
+        args += ["-i", connection["ssh_key_file"]]
+    target = f"{connection.get('user', 'root')}@{host.get('public_ip') or host['private_ip']}"
+    done = subprocess.run([*args, target, command], capture_output=True, text=True, timeout=60, check=False)
+    return done.stdout.strip()
+
+
+def running_livekit(inventory: dict[str, Any]) -> dict[str, str]:
+    """Per SFU node, the binary its livekit process runs (/opt/livekit/<version>/livekit-server)."""
+    return {
+        host["name"]: ssh(
+            inventory, host, 'readlink "/proc/$(systemctl show -p MainPID --value livekit)/exe"'
+        )
+        for host in inventory["groups"]["sfu"]
+    }
+
+
+@pytest.fixture(scope="module")
+def versions() -> tuple[str, str]:
+    previous, current = pinned_versions()
+    missing = [
+        str(p) for p in (default_livekit_binary(previous), default_livekit_binary(current)) if not p.exists()
+    ]
+    if missing:
+        pytest.fail(
+            f"LiveKit builds missing: {', '.join(missing)}; build them with `bash scripts/toolchain.sh all`"
+        )
+    return previous, current
+
+
+@pytest.fixture(scope="module")
+def stack_file_guard() -> Iterator[str]:
+    original = STACK_FILE.read_bytes()
+    try:
+        yield original.decode("utf-8")
+    finally:
+        STACK_FILE.write_bytes(original)
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, Any]:
+    return fetch_outputs(STACK)
+
+
+def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs) -> None:
+    previous, current = versions
+    inventory = outputs["inventory"]
+    sfu_nodes = inventory["groups"]["sfu"]
+    assert len(sfu_nodes) >= 2, "the rolling upgrade needs at least two SFU nodes in the lab"
+    original = stack_file_guard
+    assert LIVEKIT_PIN.search(original) and LIVEKIT_PIN.search(original).group(2) == current, (  # type: ignore[union-attr]
+        f"{STACK_FILE} should pin LiveKit {current} (toolchain/versions.env)"
+    )
+
+    # 1. Back to the previous release through `pulumi up` (no call on: every drain is immediate).
+    STACK_FILE.write_text(set_livekit_pin(original, previous), encoding="utf-8")
+    started = time.monotonic()
+    rc, log = pulumi_up()
+    assert rc == 0, "pulumi up to the previous LiveKit release failed (see its output above)"
+    print(
+        f"UPGRADE-FIGURE stack={STACK} step=pulumi-up-to-{previous} seconds={time.monotonic() - started:.1f}"
+    )
+    assert "UPGRADE-FIGURE" in log, "pulumi up did not take the rolling path for the version change"
+    running = running_livekit(inventory)
+    assert all(f"/{previous}/" in exe for exe in running.values()), f"not all on {previous}: {running}"
+
+    # 2. A meeting with media flowing on one node, and the probe.
+    STACK_FILE.write_bytes(original.encode("utf-8"))
+    work = Path(tempfile.mkdtemp(prefix="visio-upgrade-test-"))
+    os.chmod(work, 0o700)
+    outputs_file = work / "outputs.json"
+    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(outputs, handle)
+    report_file, ready_file, stop_file = work / "traffic.json", work / "ready", work / "stop"
+    traffic_log = (work / "traffic.log").open("w", encoding="utf-8")  # closed in the finally below
+    traffic = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "lab" / "upgrade_traffic.py"),
+            "--outputs-file",
+            str(outputs_file),
+            "--report",
+            str(report_file),
+            "--ready-file",
+            str(ready_file),
+            "--stop-file",
+            str(stop_file),
+            "--meeting-seconds",
+            str(MEETING_SECONDS),
+            "--probe-interval",
+            "3",
+        ],
+        cwd=ROOT,
+        stdout=traffic_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(120):
+            if ready_file.exists() or traffic.poll() is not None:
+                break
+            time.sleep(1)
+        assert ready_file.exists(), (
+            f"the meeting never had media flowing: {(work / 'traffic.log').read_text()[-1500:]}"
+        )
+        meeting = json.loads(ready_file.read_text())
+        assert not meeting.get("error"), meeting.get("error")
+        print(f"meeting {meeting['room']} on {meeting['node']}; upgrading to {current}")
+
+        # 3. The upgrade, as an SRE runs it.
+        rc, log = run(
+            [sys.executable, "-m", "visio_infra.cli", "upgrade", STACK, "--yes", "--role", "sfu"],
+            timeout=1800,
+        )
+        stop_file.touch()
+        traffic.wait(timeout=MEETING_SECONDS + 300)
+    finally:
+        stop_file.touch()
+        if traffic.poll() is None:
+            traffic.kill()
+        outputs_file.unlink(missing_ok=True)
+        traffic_log.close()
+    assert rc == 0, "visio upgrade failed (see its output above)"
+    report = json.loads(report_file.read_text())
+    meeting, probe = report["meeting"], report["probe"]
+    figures = [line for line in log.splitlines() if line.startswith("UPGRADE-FIGURE")]
+    print("\n".join(figures))
+    join_ms = sorted(probe["join_ms"]) or [0]
+    print(
+        f"UPGRADE-TRAFFIC stack={STACK} meeting_node={meeting.get('node')} "
+        f"meeting_frames={meeting['frames']} "
+        f"meeting_max_gap_s={meeting['max_gap_s']} probe_joins={probe['joins']} probe_ok={probe['ok']} "
+        f"probe_failures={len(probe['failures'])} probe_join_ms_median={join_ms[len(join_ms) // 2]} "
+        f"probe_join_ms_max={join_ms[-1]} probe_per_node={json.dumps(probe['per_node'], sort_keys=True)}"
+    )
+
+    # 4. Verdicts.
+    cut = [
+        e
+        for e in meeting["events"]
+        if e["event"] in ("disconnected", "reconnecting") and e["t"] < meeting["left_at"]
+    ]
+    assert not cut, f"the meeting lost its connection before leaving on its own: {cut}"
+    assert meeting["connected_at_leave"] == {"publisher": 1, "subscriber": 1}, meeting["connected_at_leave"]
+    assert meeting["frames"] >= MEETING_SECONDS * 5, f"too few video frames received: {meeting['frames']}"
+    assert meeting["max_gap_s"] is not None and meeting["max_gap_s"] < 3, (
+        f"media gap {meeting['max_gap_s']} s"
+    )
+    assert probe["joins"] >= 10 and not probe["failures"], f"probe joins failed: {probe['failures']}"
+    assert probe["ok"] == probe["joins"]
+    drained = [line for line in figures if "status=done" in line and "role=sfu" in line]
+    assert len(drained) == len(sfu_nodes), f"expected every SFU node upgraded: {figures}"
+    meeting_figure = next(line for line in drained if f"node={meeting['node']} " in line)
+    drain = float(re.search(r"drain_seconds=([0-9.]+)", meeting_figure).group(1))  # type: ignore[union-attr]
+    assert drain > 10, f"the meeting's node should have waited for the meeting to leave; drained in {drain} s"
+    running = running_livekit(inventory)
+    assert all(f"/{current}/" in exe for exe in running.values()), f"not all on {current}: {running}"
+
+    rc, _ = run([sys.executable, "-m", "visio_infra.cli", "verify", STACK], timeout=1800)
+    assert rc == 0, "visio verify lab failed after the upgrade"

@@ -1,0 +1,337 @@
+"""Call traffic kept up during a rolling upgrade (run as its own process by test_rolling_upgrade.py).
+
+- A meeting: a publisher (synthetic camera + microphone) and a subscriber in one room, both with
+  their signalling on the SFU node that hosts the room (found from the nodes' own metrics), for a
+  fixed time; then they leave on their own. Every connection-state change is recorded, and the
+  subscriber's decoded video frames give the longest media gap.
+- A probe: every few seconds a new participant joins a new room, through the next SFU node in
+  rotation that passes the health check a load balancer would use (GET / through TLS answers 200),
+  then leaves and the room is deleted. Every join must succeed.
+The report (JSON, no secret) is written to --report. Keys and CA come from the 0600 outputs file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import itertools
+import json
+import re
+import secrets
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from visio_infra.probes.livekit_call import (
+    AUDIO_RATE,
+    VIDEO_SIZE,
+    _produce,
+    ssl_context,
+    trust_bundle,
+)
+
+PARTICIPANTS_METRIC = re.compile(r"(?m)^livekit_participant_total(?:\{[^}]*\})? ([0-9.eE+]+)$")
+
+
+class Traffic:
+    def __init__(self, args: argparse.Namespace, outputs: dict[str, Any]):
+        self.args = args
+        self.key = outputs["livekit_api_key"]
+        self.secret = outputs["livekit_api_secret"]
+        self.ca_pem = outputs.get("ca_certificate")
+        self.nodes: list[dict[str, str]] = args.nodes
+        self.started = time.monotonic()
+        self.report: dict[str, Any] = {
+            "meeting": {"events": [], "frames": 0, "max_gap_s": None},
+            "probe": {
+                "joins": 0,
+                "ok": 0,
+                "failures": [],
+                "per_node": {},
+                "skipped_unhealthy": {},
+                "join_ms": [],
+            },
+        }
+
+    def t(self) -> float:
+        return round(time.monotonic() - self.started, 2)
+
+    def token(self, room: str, identity: str) -> str:
+        from livekit import api
+
+        grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
+        return (
+            api.AccessToken(self.key, self.secret)
+            .with_identity(identity)
+            .with_ttl(datetime.timedelta(minutes=30))
+            .with_grants(grants)
+            .to_jwt()
+        )
+
+    def http_base(self, node: dict[str, str]) -> str:
+        secure = self.args.scheme == "wss"
+        port = f":{self.args.port}" if self.args.port else ""
+        return f"{'https' if secure else 'http'}://{node['public_ip']}{port}"
+
+    def ws_base(self, node: dict[str, str]) -> str:
+        return self.http_base(node).replace("http", "ws", 1)
+
+    async def http(self, url: str) -> tuple[int, str]:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(ssl=self.ssl)
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as s, s.get(url) as response:
+            return response.status, await response.text()
+
+    async def participants(self, node: dict[str, str]) -> int:
+        try:
+            status, text = await self.http(f"http://{node['private_ip']}:{self.args.metrics_port}/metrics")
+        except Exception:
+            return -1
+        return int(sum(float(v) for v in PARTICIPANTS_METRIC.findall(text))) if status == 200 else -1
+
+    async def healthy(self, node: dict[str, str]) -> bool:
+        try:
+            status, _ = await self.http(f"{self.http_base(node)}/")
+        except Exception:
+            return False
+        return status == 200
+
+    async def api(self, node: dict[str, str]) -> Any:
+        import aiohttp
+        from livekit import api
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl), timeout=aiohttp.ClientTimeout(total=10)
+        )
+        return api.LiveKitAPI(
+            self.http_base(node), self.key, self.secret, session=session, failover=False
+        ), session
+
+    # ----------------------------------------------------------------------- the meeting
+
+    async def meeting(self, ready: asyncio.Event) -> None:
+        from livekit import api, rtc
+
+        meeting = self.report["meeting"]
+        publisher = subscriber = None
+        frames: list[float] = []
+        for attempt in range(12):
+            node = self.nodes[attempt % len(self.nodes)]
+            room = f"upgrade-meeting-{secrets.token_hex(3)}"
+            lk, session = await self.api(node)
+            await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60))
+            publisher = rtc.Room()
+            await publisher.connect(
+                self.ws_base(node), self.token(room, "upgrade-publisher"), rtc.RoomOptions(connect_timeout=10)
+            )
+            await asyncio.sleep(1)
+            here = await self.participants(node)
+            if here >= 1 and all(
+                await asyncio.gather(*[self._empty(n) for n in self.nodes if n is not node])
+            ):
+                meeting.update({"room": room, "node": node["name"], "placement_attempts": attempt + 1})
+                await lk.aclose()
+                await session.close()
+                break
+            await publisher.disconnect()
+            with contextlib.suppress(Exception):
+                await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+            await lk.aclose()
+            await session.close()
+            publisher = None
+        if publisher is None:
+            meeting["error"] = "could not place the meeting on the node its signalling uses"
+            ready.set()
+            return
+        node = next(n for n in self.nodes if n["name"] == meeting["node"])
+
+        def watch(who: str, room: Any) -> None:
+            @room.on("connection_state_changed")
+            def _state(state: Any) -> None:
+                meeting["events"].append({"t": self.t(), "who": who, "event": f"state {int(state)}"})
+
+            for name in ("disconnected", "reconnecting", "reconnected"):
+                room.on(
+                    name,
+                    lambda *_a, _n=name: meeting["events"].append({"t": self.t(), "who": who, "event": _n}),
+                )
+
+        watch("publisher", publisher)
+        subscriber = rtc.Room()
+        watch("subscriber", subscriber)
+        tasks: list[asyncio.Task[Any]] = []
+        stop = asyncio.Event()
+
+        async def consume(track: Any) -> None:
+            stream = rtc.VideoStream(track)
+            async for _event in stream:
+                frames.append(time.monotonic())
+                if len(frames) == 5:
+                    ready.set()
+                if stop.is_set():
+                    break
+            await stream.aclose()
+
+        @subscriber.on("track_subscribed")
+        def _track(track: Any, *_rest: Any) -> None:
+            if track.kind == rtc.TrackKind.KIND_VIDEO:
+                tasks.append(asyncio.ensure_future(consume(track)))
+
+        await subscriber.connect(
+            self.ws_base(node),
+            self.token(meeting["room"], "upgrade-subscriber"),
+            rtc.RoomOptions(auto_subscribe=True, connect_timeout=10),
+        )
+        video = rtc.VideoSource(*VIDEO_SIZE)
+        audio = rtc.AudioSource(AUDIO_RATE, 1)
+        tasks.append(asyncio.ensure_future(_produce(rtc, video, audio, stop)))
+        await publisher.local_participant.publish_track(
+            rtc.LocalVideoTrack.create_video_track("camera", video),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_CAMERA),
+        )
+        await publisher.local_participant.publish_track(
+            rtc.LocalAudioTrack.create_audio_track("microphone", audio),
+            rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
+        )
+        meeting["joined_at"] = self.t()
+        await asyncio.sleep(self.args.meeting_seconds)
+        meeting["connected_at_leave"] = {
+            "publisher": int(publisher.connection_state),
+            "subscriber": int(subscriber.connection_state),
+        }
+        meeting["left_at"] = self.t()
+        stop.set()
+        for room in (publisher, subscriber):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(room.disconnect(), 5)
+        for task in tasks:
+            task.cancel()
+        meeting["frames"] = len(frames)
+        gaps = [b - a for a, b in itertools.pairwise(frames)]
+        meeting["max_gap_s"] = round(max(gaps), 2) if gaps else None
+        ready.set()
+
+    async def _empty(self, node: dict[str, str]) -> bool:
+        return await self.participants(node) == 0
+
+    # ----------------------------------------------------------------------- the probe
+
+    async def probe_once(self, number: int) -> None:
+        from livekit import api, rtc
+
+        probe = self.report["probe"]
+        node = None
+        for offset in range(len(self.nodes)):
+            candidate = self.nodes[(number + offset) % len(self.nodes)]
+            if await self.healthy(candidate):
+                node = candidate
+                break
+            probe["skipped_unhealthy"][candidate["name"]] = (
+                probe["skipped_unhealthy"].get(candidate["name"], 0) + 1
+            )
+        probe["joins"] += 1
+        if node is None:
+            probe["failures"].append(
+                {"t": self.t(), "node": None, "error": "no SFU node passes its health check"}
+            )
+            return
+        room_name = f"upgrade-probe-{number}-{secrets.token_hex(2)}"
+        started = time.monotonic()
+        room = rtc.Room()
+        lk, session = await self.api(node)
+        try:
+            await asyncio.wait_for(
+                lk.room.create_room(api.CreateRoomRequest(name=room_name, empty_timeout=10)), 10
+            )
+            await asyncio.wait_for(
+                room.connect(
+                    self.ws_base(node), self.token(room_name, "probe"), rtc.RoomOptions(connect_timeout=10)
+                ),
+                15,
+            )
+            if room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
+                raise RuntimeError(f"connection state {int(room.connection_state)}")
+            probe["ok"] += 1
+            probe["join_ms"].append(round((time.monotonic() - started) * 1000))
+            probe["per_node"][node["name"]] = probe["per_node"].get(node["name"], 0) + 1
+        except Exception as exc:
+            probe["failures"].append(
+                {"t": self.t(), "node": node["name"], "error": f"{type(exc).__name__}: {exc}"[:300]}
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(room.disconnect(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lk.room.delete_room(api.DeleteRoomRequest(room=room_name)), 5)
+            with contextlib.suppress(Exception):
+                await lk.aclose()
+                await session.close()
+
+    async def probes(self, meeting_done: asyncio.Task[Any]) -> None:
+        number = 0
+        stop_file = Path(self.args.stop_file)
+        while True:
+            tick = time.monotonic()
+            await self.probe_once(number)
+            number += 1
+            if stop_file.exists() and meeting_done.done():
+                break
+            if time.monotonic() - self.started > self.args.max_seconds:
+                self.report["probe"]["failures"].append(
+                    {"t": self.t(), "node": None, "error": "harness ran out of time"}
+                )
+                break
+            await asyncio.sleep(max(0.0, self.args.probe_interval - (time.monotonic() - tick)))
+
+    async def run(self) -> None:
+        bundle = trust_bundle(self.ca_pem)
+        self.ssl: ssl.SSLContext = ssl_context(bundle)
+        ready = asyncio.Event()
+        meeting = asyncio.ensure_future(self.meeting(ready))
+        await ready.wait()
+        Path(self.args.ready_file).write_text(json.dumps(self.report["meeting"]), encoding="utf-8")
+        await self.probes(meeting)
+        await meeting
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outputs-file", required=True)
+    parser.add_argument("--report", required=True)
+    parser.add_argument("--ready-file", required=True, help="written once the meeting has media flowing")
+    parser.add_argument(
+        "--stop-file", required=True, help="probing stops once this exists and the meeting left"
+    )
+    parser.add_argument("--meeting-seconds", type=float, default=90)
+    parser.add_argument("--probe-interval", type=float, default=3)
+    parser.add_argument("--max-seconds", type=float, default=1200)
+    parser.add_argument("--metrics-port", type=int, default=6789)
+    parser.add_argument(
+        "--scheme",
+        choices=("wss", "ws"),
+        default="wss",
+        help="ws only to try the harness against a local server without TLS",
+    )
+    parser.add_argument("--port", type=int, help="signalling port (default: 443 through nginx)")
+    args = parser.parse_args(argv)
+    outputs = json.loads(Path(args.outputs_file).read_text(encoding="utf-8"))
+    args.nodes = [
+        {"name": h["name"], "private_ip": h["private_ip"], "public_ip": h.get("public_ip") or h["private_ip"]}
+        for h in outputs["inventory"]["groups"]["sfu"]
+    ]
+    traffic = Traffic(args, outputs)
+    try:
+        asyncio.run(traffic.run())
+    finally:
+        Path(args.report).write_text(json.dumps(traffic.report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
