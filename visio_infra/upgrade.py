@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -387,7 +388,38 @@ def version_changes(old_config: Mapping[str, Any], new_config: Mapping[str, Any]
 def rolling_converge(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     """Called by `HostConfiguration.update` when versions changed: roll them out node by node
     (resuming a rollout a previous `up` left stopped), raising on a failed gate so the `up` fails
-    and the next one resumes. Returns the printed report lines."""
+    and the next one resumes. Returns the printed report lines.
+
+    Runs in a child Python process, like the converge (ansible-runner must not fork inside the
+    provider's gRPC server); props, secrets included, go through a pipe, never argv or environment.
+    """
+    if not version_changes(olds.get("config") or {}, news["config"]):
+        return []
+    with tempfile.TemporaryDirectory(prefix="visio-upgrade-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        child = subprocess.run(
+            [sys.executable, "-m", "visio_infra.upgrade", "--provider-child", str(result_file)],
+            input=json.dumps({"olds": dict(olds), "news": dict(news)}), text=True, check=False,
+        )
+        outcome = json.loads(result_file.read_text()) if result_file.exists() else None
+    if child.returncode != 0 or outcome is None or "error" in outcome:
+        reason = outcome["error"] if outcome and "error" in outcome else f"exit status {child.returncode}"
+        raise RuntimeError(reason)
+    return list(outcome["lines"])
+
+
+def _provider_child(result_path: str) -> int:
+    data = json.loads(sys.stdin.read())
+    try:
+        outcome: dict[str, Any] = {"lines": rolling_in_process(data["olds"], data["news"])}
+    except Exception as exc:  # reported to the parent, which fails the `up` with it
+        outcome = {"error": str(exc)}
+    Path(result_path).write_text(json.dumps(outcome), encoding="utf-8")
+    return 0 if "lines" in outcome else 1
+
+
+def rolling_in_process(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """The rolling path itself (see `rolling_converge`)."""
     config = StackConfig.model_validate(news["config"])
     roles = version_changes(olds.get("config") or {}, news["config"])
     if not roles:
@@ -471,4 +503,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--provider-child":
+        sys.exit(_provider_child(sys.argv[2]))
     sys.exit(main())
