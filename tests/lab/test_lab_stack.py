@@ -68,7 +68,9 @@ def test_second_up_changes_nothing_and_runs_no_ansible():
     result = pulumi("up", "--yes", "--expect-no-changes", "--json")
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout).get("changeSummary", {})
+    # `up --json` prints the plan as one JSON document, then the engine's events as JSON lines.
+    plan, _ = json.JSONDecoder().raw_decode(result.stdout)
+    summary = plan.get("changeSummary", {})
     assert set(summary) <= {"same"}, summary
     assert _ansible_runs() == runs, "a no-op `pulumi up` must not run Ansible"
     print(f"no-op pulumi up: {elapsed:.1f} s")
