@@ -165,18 +165,31 @@ def converge_in_process(props: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
-    """Run the converge in a child Python process, not in the provider's multi-threaded gRPC server
-    (ansible-runner forks a pty child there). Props, secrets included, go through a pipe (never
-    argv or the environment); the child's progress lines reach `pulumi up` through our stdout."""
+def rolling_upgrade_in_process(old: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    from visio_infra import upgrade
+
+    return {"steps": upgrade.rolling_converge(old, props)}
+
+
+CHILD_ACTIONS = {
+    "converge": lambda payload: converge_in_process(payload["props"]),
+    "rolling_upgrade": lambda payload: rolling_upgrade_in_process(payload["old"], payload["props"]),
+}
+"""What runs in a child process (anything that drives ansible-runner)."""
+
+
+def run_in_child(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Run an Ansible-driving action in a child Python process, not in the provider's multi-threaded
+    gRPC server (ansible-runner forks a pty child, which was killed there before running a task).
+    The payload, secrets included, goes through a pipe (never argv or the environment); the child's
+    progress lines reach `pulumi up` through our stdout."""
     with tempfile.TemporaryDirectory(prefix="visio-configure-") as scratch:
         result_file = Path(scratch) / "result.json"
         child = subprocess.run(
-            [sys.executable, "-m", "visio_infra.configuration", str(result_file)],
-            input=json.dumps(dict(props)),
+            [sys.executable, "-m", "visio_infra.configuration", action, str(result_file)],
+            input=json.dumps(dict(payload)),
             text=True,
             check=False,
-            stdin=None,
         )
         outcome = json.loads(result_file.read_text()) if result_file.exists() else None
     if child.returncode != 0 or outcome is None or "error" in outcome:
@@ -185,13 +198,17 @@ def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
     return dict(outcome["result"])
 
 
-def _main(result_path: str) -> int:
-    props = json.loads(sys.stdin.read())
+def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
+    return run_in_child("converge", {"props": props})
+
+
+def _main(action: str, result_path: str) -> int:
+    payload = json.loads(sys.stdin.read())
     try:
-        outcome: dict[str, Any] = {"result": converge_in_process(props)}
+        outcome: dict[str, Any] = {"result": CHILD_ACTIONS[action](payload)}
     except Exception as exc:  # reported to the parent, which fails the `up` with it
         outcome = {"error": str(exc)}
-    Path(result_path).write_text(json.dumps(outcome))
+    Path(result_path).write_text(json.dumps(outcome, default=str))
     return 0 if "result" in outcome else 1
 
 
@@ -220,7 +237,7 @@ class ConfigurationProvider(pulumi.dynamic.ResourceProvider):
 
         old_config = {"versions": olds.get("versions")}
         if upgrade.version_changes(old_config, news["config"]):
-            upgrade.rolling_converge({"config": old_config}, news)
+            run_in_child("rolling_upgrade", {"old": {"config": old_config}, "props": news})
         return pulumi.dynamic.UpdateResult(outs=self._outs(news, run_converge(news)))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
@@ -284,4 +301,4 @@ class HostConfiguration(pulumi.dynamic.Resource, module="visio", name="HostConfi
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+    sys.exit(_main(sys.argv[1], sys.argv[2]))

@@ -89,3 +89,13 @@ def test_failed_hosts_from_run_recap():
     hosts = {"a": HostStats(ok=3, changed=1), "b": HostStats(ok=2, failed=1), "c": HostStats(unreachable=1)}
     assert failed_hosts(hosts) == ["b", "c"]
     assert failed_hosts({"a": HostStats(ok=1)}) == []
+
+
+def test_converge_runs_in_a_child_process_and_reports_its_error():
+    """The child gets its payload through a pipe and its failure becomes the `up`'s error message."""
+    import pytest
+
+    from visio_infra.configuration import run_in_child
+
+    with pytest.raises(RuntimeError, match="validation error"):
+        run_in_child("converge", {"props": {"config": {"ministry": {"slug": "x"}}, "secret": "s" * 40}})
