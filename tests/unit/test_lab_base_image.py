@@ -99,3 +99,11 @@ def test_incomplete_image_under_the_final_name_is_rebuilt(tmp_path, fake):
     assert not base_image.is_complete(target)
     path, _ = base_image.build(SPEC, tmp_path)
     assert path == target and base_image.is_complete(path) and fake.debootstraps == 1
+
+
+def test_scratch_left_by_a_killed_build_is_discarded(tmp_path, fake):
+    """A build killed outright (SIGKILL, power loss) leaves its scratch tree; the next build starts over."""
+    scratch = tmp_path / "images" / f".tmp-{base_image.recipe_hash(SPEC)}"
+    (scratch / "half").mkdir(parents=True)
+    path, _ = base_image.build(SPEC, tmp_path)
+    assert base_image.is_complete(path) and not scratch.exists()
