@@ -14,12 +14,15 @@ from visio_infra.config import StackConfig
 OUTPUT_NAMES = (
     "inventory", "livekit_url", "livekit_api_url", "turn_uris", "ca_certificate",
     "livekit_api_key", "livekit_api_secret", "turn_shared_secret", "database_url",
-    "redis_password", "meet_env",
+    "redis_password", "meet_env", "configuration_secrets", "tls_certificates",
 )
+"""The contract. The last two exist for `visio configure`, which re-applies the configuration from
+the outputs alone: the other credentials the roles need, and the stack-issued certificates with
+their keys (null when the ministry's PKI provides them as files)."""
 SECRET_OUTPUTS = frozenset(
     {
         "livekit_api_key", "livekit_api_secret", "turn_shared_secret", "database_url", "redis_password",
-        "meet_env",
+        "meet_env", "configuration_secrets", "tls_certificates",
     }
 )
 
@@ -73,3 +76,14 @@ def export_all(config: StackConfig, inventory: Any, secrets: Any, certificates: 
         }
     )
     pulumi.export("meet_env", pulumi.Output.secret(meet_env))
+    pulumi.export(
+        "configuration_secrets",
+        pulumi.Output.secret(
+            pulumi.Output.all(secrets.db_replication_password, secrets.backup_passphrase).apply(
+                lambda v: {"db_replication_password": v[0], "backup_cipher_pass": v[1]}
+            )
+        ),
+    )
+    from visio_infra.configuration import certificates_payload
+
+    pulumi.export("tls_certificates", pulumi.Output.secret(certificates_payload(certificates)))

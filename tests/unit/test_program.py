@@ -394,3 +394,15 @@ def test_invalid_config_registers_no_resource(section, value, message):
     from pulumi_mocks import LAST_MONITOR
 
     assert LAST_MONITOR.requests == {}
+
+
+@pytest.mark.parametrize("lab", LAB_STACKS)
+def test_outputs_alone_are_enough_for_visio_configure(lab):
+    """`visio configure` re-applies the configuration from the outputs: they must hold every secret."""
+    from visio_infra.configure_cmd import secrets_from_outputs
+
+    run = _run(lab)
+    found = secrets_from_outputs(run.outputs)
+    assert {"livekit_api_key", "livekit_api_secret", "turn_shared_secret", "redis_password",
+            "db_password", "db_replication_password", "backup_cipher_pass"} <= set(found)
+    assert all(len(value) >= 12 for value in found.values())
