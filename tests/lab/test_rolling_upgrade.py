@@ -1,17 +1,17 @@
 """Rolling LiveKit upgrade on the lab without cutting a call (needs the lab up: `bash scripts/lab.sh up`).
 
 1. Roll the lab back to the previous LiveKit release (toolchain/versions.env) the way an SRE does:
-   change `versions.livekit` in stacks/Pulumi.lab.yaml and run `pulumi up` (its configuration step
-   takes the rolling path for a version change).
+   `versions.livekit` changed in the stack config and `pulumi up` (its configuration step takes the
+   rolling path for a version change); the changed config is a copy given with `--config-file`.
 2. Start a meeting (publisher + subscriber, media flowing) on one SFU node and a probe that joins a
    new room every few seconds (tests/lab/upgrade_traffic.py, in its own process).
-3. Set the current release back and run `visio upgrade lab --yes`: the empty node is drained and
+3. Run `visio upgrade lab --yes` (stack file: the current release): the empty node is drained and
    upgraded first, then the meeting's node, whose drain lasts until the meeting leaves on its own.
 4. Pass only if the meeting never lost its connection before leaving, every probe join succeeded,
    every SFU node runs the new release, and `visio verify lab` passes.
 Figures (`UPGRADE-FIGURE ...`, `UPGRADE-TRAFFIC ...` lines) are printed for scripts/bench.sh:
     .venv/bin/python -m pytest tests/lab/test_rolling_upgrade.py -s -q -p no:cacheprovider | grep '^UPGRADE-'
-The stack file is restored byte for byte whatever happens.
+The shared stack file is never written. The lab is left on the current release when the test passes.
 """
 
 from __future__ import annotations
@@ -73,10 +73,16 @@ def run(command: list[str], timeout: float) -> tuple[int, str]:
     return process.wait(), "".join(lines)
 
 
-def pulumi_up() -> tuple[int, str]:
-    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" --yes --skip-preview'
-    script += " --diff=false"
-    return run(["bash", "-c", script, "pulumi-up", STACK], timeout=3600)
+def pulumi_up(config_file: Path) -> tuple[int, str]:
+    """`pulumi up` of the lab with `config_file` as its stack config (the shared stack file stays as is)."""
+    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" --config-file "$2"'
+    script += " --yes --skip-preview --diff=false"
+    for _attempt in range(40):  # another user's update holds the stack's lock: wait for it
+        rc, log = run(["bash", "-c", script, "pulumi-up", STACK, str(config_file)], timeout=3600)
+        if rc == 0 or "currently locked" not in log:
+            break
+        time.sleep(15)
+    return rc, log
 
 
 def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str) -> str:
@@ -116,11 +122,10 @@ def versions() -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def stack_file_guard() -> Iterator[str]:
+    """The stack file's text; the test never writes it, and checks nobody changed it meanwhile."""
     original = STACK_FILE.read_bytes()
-    try:
-        yield original.decode("utf-8")
-    finally:
-        STACK_FILE.write_bytes(original)
+    yield original.decode("utf-8")
+    assert STACK_FILE.read_bytes() == original, f"{STACK_FILE} changed during the test"
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +143,14 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
         f"{STACK_FILE} should pin LiveKit {current} (toolchain/versions.env)"
     )
 
-    # 1. Back to the previous release through `pulumi up` (no call on: every drain is immediate).
-    STACK_FILE.write_text(set_livekit_pin(original, previous), encoding="utf-8")
+    # 1. Back to the previous release through `pulumi up` (no call on: every drain is immediate),
+    #    with a copy of the stack file so other users of the repository never see it changed.
+    work = Path(tempfile.mkdtemp(prefix="visio-upgrade-test-"))
+    os.chmod(work, 0o700)
+    previous_config = work / f"Pulumi.{STACK}.yaml"
+    previous_config.write_text(set_livekit_pin(original, previous), encoding="utf-8")
     started = time.monotonic()
-    rc, log = pulumi_up()
+    rc, log = pulumi_up(previous_config)
     assert rc == 0, "pulumi up to the previous LiveKit release failed (see its output above)"
     print(
         f"UPGRADE-FIGURE stack={STACK} step=pulumi-up-to-{previous} seconds={time.monotonic() - started:.1f}"
@@ -151,9 +160,6 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
     assert all(f"/{previous}/" in exe for exe in running.values()), f"not all on {previous}: {running}"
 
     # 2. A meeting with media flowing on one node, and the probe.
-    STACK_FILE.write_bytes(original.encode("utf-8"))
-    work = Path(tempfile.mkdtemp(prefix="visio-upgrade-test-"))
-    os.chmod(work, 0o700)
     outputs_file = work / "outputs.json"
     fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
