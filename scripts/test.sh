@@ -32,13 +32,20 @@ unit() {
 }
 
 lab() {
+  # CI starts from a clean slate: a lab left by an interrupted earlier run is removed first.
+  bash scripts/lab-clean.sh --all
   say "lab: deploy"
   trap 'say "lab: destroy"; bash scripts/lab.sh down' EXIT
   bash scripts/lab.sh up
   say "lab: verification suite"
   visio verify lab --junit reports/verify.xml
-  say "lab: lifecycle, break-and-detect and upgrade tests"
+  say "lab: no-op up, refresh/recreate, break-and-detect, rolling upgrade, lab machines"
   python -m pytest tests/lab -q -p no:cacheprovider --junitxml=reports/lab.xml
+  trap - EXIT
+  say "lab: destroy"
+  bash scripts/lab.sh down
+  say "lab: nothing left behind"
+  python -m pytest tests/lab --after-destroy -q -p no:cacheprovider --junitxml=reports/lab-teardown.xml
 }
 
 case "$phase" in
