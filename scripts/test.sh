@@ -6,6 +6,7 @@
 #   scripts/test.sh          everything
 #   scripts/test.sh lint     ruff, mypy, yamllint, ansible-lint
 #   scripts/test.sh unit     unit tests only
+#   scripts/test.sh checks   lint then unit tests
 #   scripts/test.sh lab      lab up + verification + lab tests + destroy
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +15,9 @@ say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
 phase=${1:-all}
 mkdir -p reports
 
-bash scripts/setup.sh
+# Set up once; the phases run below as child processes reuse it.
+[ "${VISIO_SETUP_DONE:-}" = 1 ] || bash scripts/setup.sh
+export VISIO_SETUP_DONE=1
 # shellcheck source=pulumi-env.sh
 source scripts/pulumi-env.sh
 
@@ -51,11 +54,22 @@ lab() {
 case "$phase" in
   lint) lint ;;
   unit) unit ;;
+  checks) lint; unit ;;
   lab) lab ;;
   all)
-    lint
-    unit
-    lab
+    # Lint and unit tests are independent of the lab: run them while the lab is being deployed
+    # (their output is shown when they finish), then the lab phase's tests.
+    # Each phase is its own process so `set -e` stays in force inside it.
+    bash scripts/test.sh checks > reports/lint-unit.log 2>&1 &
+    checks=$!
+    lab_status=0
+    bash scripts/test.sh lab || lab_status=$?
+    checks_status=0
+    wait "$checks" || checks_status=$?
+    say "lint and unit tests (run alongside the lab):"
+    cat reports/lint-unit.log
+    [ "$checks_status" = 0 ] || { say "lint/unit FAILED"; exit "$checks_status"; }
+    [ "$lab_status" = 0 ] || { say "lab phase FAILED"; exit "$lab_status"; }
     ;;
   *) echo "usage: scripts/test.sh [all|lint|unit|lab]" >&2; exit 2 ;;
 esac
