@@ -215,8 +215,8 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
     assert rc == 0, "visio upgrade failed (see its output above)"
     report = json.loads(report_file.read_text())
     meeting, probe = report["meeting"], report["probe"]
+    # visio upgrade already printed its UPGRADE-FIGURE lines (echoed above): keep them, do not repeat.
     figures = [line for line in log.splitlines() if line.startswith("UPGRADE-FIGURE")]
-    print("\n".join(figures))
     join_ms = sorted(probe["join_ms"]) or [0]
     print(
         f"UPGRADE-TRAFFIC stack={STACK} meeting_node={meeting.get('node')} "
