@@ -31,7 +31,7 @@ lint() {
 
 unit() {
   say "unit tests"
-  python -m pytest tests/unit -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
+  python -m pytest tests/unit tests/roles -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
 }
 
 lab() {
