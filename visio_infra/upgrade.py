@@ -454,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=int,
                         help="seconds to wait for a node to empty (default: upgrade.drain_deadline_seconds)")
     parser.add_argument("--plan-only", action="store_true", help="show the plan and exit")
+    parser.add_argument("--config-file", type=Path,
+                        help="stack config to take the versions from (default stacks/Pulumi.<stack>.yaml), "
+                        "like `pulumi up --config-file`")
     args = parser.parse_args(argv)
 
-    path = stack_file(args.stack)
+    path = args.config_file or stack_file(args.stack)
     try:
         config = load_stack_file(path)
         inputs = read_state(args.stack)
@@ -494,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report(state)
     print("\n".join(figures_lines(state)))
     if state.status != "done":
-        print(stop_message(args.stack, state, component_file=str(path.relative_to(ROOT))), file=sys.stderr)
+        shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+        print(stop_message(args.stack, state, component_file=str(shown)), file=sys.stderr)
         return 1
     done = sum(1 for s in state.steps if s.status == "done")
     print(f"Rollout done: {done} node(s) in {state.total_seconds} s; "
