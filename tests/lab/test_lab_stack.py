@@ -20,7 +20,6 @@ from visio_infra.lab.ssh import ssh_answers
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = "lab"
-NO_OP_BUDGET_SECONDS = 60
 
 
 def pulumi(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
@@ -73,8 +72,8 @@ def test_second_up_changes_nothing_and_runs_no_ansible():
     summary = plan.get("changeSummary", {})
     assert set(summary) <= {"same"}, summary
     assert _ansible_runs() == runs, "a no-op `pulumi up` must not run Ansible"
+    # Speed is reported (scripts/bench.sh collects it), never asserted.
     print(f"no-op pulumi up: {elapsed:.1f} s")
-    assert elapsed < NO_OP_BUDGET_SECONDS
 
 
 def test_refresh_notices_a_dead_machine_and_up_recreates_it():
