@@ -138,3 +138,56 @@ def test_summary_groups_results_by_host(tmp_path: Path):
     text = render_summary(results, 1.0)
     assert "1 check(s) FAILED" in text and "allocation refused" in text
     assert find_host("lab-sfu-10-x", {"lab-sfu-1": "sfu", "lab-sfu-10": "sfu"}) == "lab-sfu-10"
+
+
+def test_listener_plan_follows_the_role_design_for_redirects_and_exporters():
+    config, inventory = _lab()
+    variables = {"common_port_redirects": [{"comment": "t", "proto": "tcp", "port": 5349, "to_port": 443}]}
+    plan = ex.listener_plan(config, inventory, "turn", variables, {"coturn-metrics": False})
+    assert ("tcp", 5349) not in plan.required and ("tcp", 443) in plan.required
+    assert ("tcp", 9641) not in plan.required
+    served = [ex.Listener("tcp", ANY, 22), ex.Listener("tcp", ANY, 443), ex.Listener("tcp", ANY, TURN_PORT),
+              ex.Listener("udp", ANY, TURN_PORT)]
+    assert ex.compare_listeners(served, plan, "10.77.0.82") == ([], [])
+    # A process on the redirected port, or a metrics listener the role did not enable, is reported.
+    extra = [*served, ex.Listener("tcp", ANY, 5349), ex.Listener("tcp", ANY, 9641)]
+    missing, unexpected = ex.compare_listeners(extra, plan, "10.77.0.82")
+    assert missing == []
+    assert unexpected == [f"tcp/{ANY}:5349 (redirected to 443 by the host firewall)",
+                          f"tcp/{ANY}:9641 (coturn-metrics exporter is not enabled)"]
+    # With the exporter running its port is required again.
+    enabled = ex.listener_plan(config, inventory, "turn", variables, {"coturn-metrics": True})
+    assert ex.compare_listeners(served, enabled, "10.77.0.82")[0] == ["tcp/9641"]
+
+
+def test_coturn_exporter_rule_matches_the_role():
+    with_exporter = "  --prometheus  Enable prometheus metrics"
+    assert ex.coturn_exporter_enabled("auto", with_exporter)
+    assert not ex.coturn_exporter_enabled("auto", "  --no-cli")
+    assert ex.coturn_exporter_enabled(True, "")
+    assert not ex.coturn_exporter_enabled(False, with_exporter)
+
+
+def test_role_defaults_drive_the_turn_plan():
+    facts = ex.role_facts()
+    assert str(facts["coturn_prometheus"]) == "auto"
+    merged = ex.node_variables(facts, {"all": {"a": 1}, "turn": {"coturn_prometheus": "false"}}, "turn")
+    assert merged["coturn_prometheus"] == "false" and merged["a"] == 1
+    assert merged["common_ntp_pools"] == facts["common_ntp_pools"]
+
+
+def test_time_service_only_where_the_node_owns_its_clock():
+    assert ex.TIME_SERVICE not in ex.common_services(in_container=True)
+    assert ex.TIME_SERVICE in ex.common_services(in_container=False)
+
+
+def test_chrony_sources_and_their_sovereignty():
+    from visio_infra.sovereignty import find_foreign_endpoints
+
+    conf = "# managed\npool 0.fr.pool.ntp.org iburst\nserver ntp.example.gouv.fr iburst # RIE\nmakestep 1 3\n"
+    assert ex.chrony_sources(conf) == ["0.fr.pool.ntp.org", "ntp.example.gouv.fr"]
+    facts = ex.role_facts()
+    defaults = "\n".join(f"pool {name} iburst" for name in facts["common_ntp_pools"])
+    assert ex.chrony_sources(defaults) == facts["common_ntp_pools"]
+    assert find_foreign_endpoints(defaults) == []
+    assert find_foreign_endpoints("server time.google.com iburst") != []

@@ -20,12 +20,26 @@ from typing import Any
 import yaml
 
 from visio_infra.config import StackConfig
-from visio_infra.security_rules import LIVEKIT_HTTP_PORT, SSH_PORT, security_rules
+from visio_infra.security_rules import LIVEKIT_HTTP_PORT, METRICS_PORTS, SSH_PORT, security_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
-COMMON_SERVICES = ("ssh", "nftables", "chrony", "systemd-journald")
+COMMON_SERVICES = ("ssh", "nftables", "systemd-journald")
 """Units every node runs (roles/common)."""
+
+TIME_SERVICE = "chrony"
+"""The time daemon roles/common runs on a VM. A container shares the host kernel's clock and cannot set
+it, so the role runs none there (see `common_services`)."""
+
+CLOCK_MAX_OFFSET_SECONDS = 1.0
+"""How far a container's clock may be from the controller's (beyond half the command's round trip).
+It is the host kernel's clock, so anything measurable is a broken host; TURN REST credentials and
+LiveKit tokens are checked to the second."""
+
+
+def common_services(in_container: bool) -> tuple[str, ...]:
+    """Units of roles/common on a node: chrony only where the node owns its clock (not in a container)."""
+    return COMMON_SERVICES if in_container else (*COMMON_SERVICES, TIME_SERVICE)
 
 
 def role_services(role: str, facts: Mapping[str, Any]) -> tuple[str, ...]:
@@ -66,6 +80,31 @@ def role_facts(root: Path = ROOT) -> dict[str, Any]:
             if all(n in resolved for n in names):
                 resolved[key] = _JINJA.sub(lambda m: str(resolved[m.group(1)]), value)
     return resolved
+
+
+def node_variables(
+    facts: Mapping[str, Any], group_vars: Mapping[str, Mapping[str, Any]], role: str
+) -> dict[str, Any]:
+    """What the roles see on a `role` node: role defaults/vars, then the wrapper's `all` and group vars
+    (visio_infra.ansible_vars.group_vars, the same values a converge passes)."""
+    return {**facts, **group_vars.get("all", {}), **group_vars.get(role, {})}
+
+
+def coturn_exporter_enabled(setting: Any, turnserver_help: str) -> bool:
+    """The coturn role's rule (roles/coturn/tasks/install.yml) for its Prometheus exporter:
+    `true` on, `false` off, `auto` on when the installed turnserver was built with it."""
+    value = str(setting).lower()
+    return value == "true" or (value == "auto" and "--prometheus" in turnserver_help)
+
+
+def chrony_sources(conf: str) -> list[str]:
+    """Hosts of the `pool`/`server` lines of a chrony.conf, in order."""
+    sources = []
+    for line in conf.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[0] in ("pool", "server"):
+            sources.append(fields[1])
+    return sources
 
 
 # --------------------------------------------------------------------------- listening sockets
@@ -127,6 +166,9 @@ class ListenerPlan:
     """(proto, low, high): media/relay ports opened on demand; allowed, not required."""
     private_only: set[tuple[str, int]] = field(default_factory=set)
     """(proto, port) allowed only on the node's private address (never on a wildcard/public one)."""
+    absent: dict[tuple[str, int], str] = field(default_factory=dict)
+    """(proto, port) the firewall opens but no process may listen on, with why: served through a
+    host-firewall redirect to another port, or an exporter the role does not run."""
 
 
 INTERNAL_LISTENERS: dict[str, set[tuple[str, int]]] = {
@@ -136,8 +178,20 @@ INTERNAL_LISTENERS: dict[str, set[tuple[str, int]]] = {
 }
 
 
-def listener_plan(config: StackConfig, inventory: Mapping[str, Any], role: str) -> ListenerPlan:
-    """What `role` nodes must (and may) listen on, from the security-group rules."""
+def listener_plan(
+    config: StackConfig,
+    inventory: Mapping[str, Any],
+    role: str,
+    variables: Mapping[str, Any] | None = None,
+    exporters: Mapping[str, bool] | None = None,
+) -> ListenerPlan:
+    """What `role` nodes must (and may) listen on, from the security-group rules.
+
+    `variables` (see `node_variables`) bring the role's design: ports in `common_port_redirects` are
+    answered by their target port's listener, not their own. `exporters` says which metrics endpoints
+    of `METRICS_PORTS` really run ({"coturn-metrics": False} when coturn was built without it); a
+    stopped exporter's port must then have no listener.
+    """
     counts = {group: len(hosts or []) for group, hosts in inventory.get("groups", {}).items()}
     plan = ListenerPlan(required={("tcp", SSH_PORT)})
     for rule in security_rules(config, counts)[role]:
@@ -149,6 +203,17 @@ def listener_plan(config: StackConfig, inventory: Mapping[str, Any], role: str) 
         else:
             plan.ranges.append((rule.protocol, rule.port_min, high))
     plan.private_only = set(INTERNAL_LISTENERS.get(role, set()))
+    for redirect in (variables or {}).get("common_port_redirects") or []:
+        source = (str(redirect["proto"]), int(redirect["port"]))
+        target = (str(redirect["proto"]), int(redirect["to_port"]))
+        plan.required.discard(source)
+        plan.required.add(target)
+        plan.absent[source] = f"redirected to {target[1]} by the host firewall"
+    for purpose, port in METRICS_PORTS.get(role, {}).items():
+        if (exporters or {}).get(purpose, True):
+            continue
+        plan.required.discard(("tcp", port))
+        plan.absent[("tcp", port)] = f"{purpose} exporter is not enabled"
     return plan
 
 
@@ -162,6 +227,9 @@ def compare_listeners(
     unexpected = []
     for item in exposed:
         key = (item.proto, item.port)
+        if key in plan.absent:
+            unexpected.append(f"{item} ({plan.absent[key]})")
+            continue
         if key in plan.required:
             continue
         if any(item.proto == proto and low <= item.port <= high for proto, low, high in plan.ranges):

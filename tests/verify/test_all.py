@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+
+from visio_infra.sovereignty import describe_foreign_endpoints
 
 from . import expectations as ex
 
@@ -17,9 +20,14 @@ def _run(node, command: str) -> str:
     return result.stdout
 
 
+def _in_container(node) -> bool:
+    """Whether the node is a container (the lab), as Ansible's `virtualization_type` sees it."""
+    return node.host.run("systemd-detect-virt --container --quiet").rc == 0
+
+
 def test_services_enabled_and_running(node, facts):
     problems = []
-    for unit in (*ex.COMMON_SERVICES, *ex.role_services(node.role, facts)):
+    for unit in (*ex.common_services(_in_container(node)), *ex.role_services(node.role, facts)):
         service = node.host.service(unit)
         if not service.is_running:
             problems.append(f"{unit} is not running")
@@ -61,7 +69,7 @@ def test_ssh_hardening(node, facts):
     assert not problems, f"{node}: sshd: " + "; ".join(problems)
 
 
-def test_firewall_default_drop(node, config, inventory):
+def test_firewall_default_drop(node, config, inventory, facts, group_vars):
     from visio_infra.ansible_vars import firewall_rules
 
     ruleset = _run(node, "nft list ruleset")
@@ -75,21 +83,63 @@ def test_firewall_default_drop(node, config, inventory):
                    for line in lines)
     ]
     assert not missing, f"{node}: flows of the security group missing from nftables: {', '.join(missing)}"
+    # Port redirects of the role's design (TURN over TLS on 5349 to coturn's 443 listener).
+    variables = ex.node_variables(facts, group_vars, node.role)
+    absent = [
+        f"{r['proto']} {r['port']} -> {r['to_port']}"
+        for r in variables.get("common_port_redirects") or []
+        if not any(re.search(rf"{r['proto']} dport {int(r['port'])} redirect to :{int(r['to_port'])}\b", line)
+                   for line in lines)
+    ]
+    assert not absent, f"{node}: port redirects missing from nftables: {', '.join(absent)}"
 
 
-def test_listening_sockets_exactly_expected(node, config, inventory):
+def _exporters(node, variables) -> dict[str, bool]:
+    """Which metrics exporters the role runs on this node, by the role's own rule."""
+    if node.role != "turn":
+        return {}
+    help_text = node.host.run("turnserver --help")
+    return {"coturn-metrics": ex.coturn_exporter_enabled(variables.get("coturn_prometheus"),
+                                                         help_text.stdout + help_text.stderr)}
+
+
+def test_listening_sockets_exactly_expected(node, config, inventory, facts, group_vars):
     listeners = []
     for proto in ("tcp", "tcp6", "udp", "udp6"):
         text = node.host.file(f"/proc/net/{proto}").content_string
         listeners += ex.parse_proc_net(text, proto)
-    plan = ex.listener_plan(config, inventory, node.role)
+    variables = ex.node_variables(facts, group_vars, node.role)
+    plan = ex.listener_plan(config, inventory, node.role, variables, _exporters(node, variables))
     missing, unexpected = ex.compare_listeners(listeners, plan, node.private_ip)
     assert not missing and not unexpected, (
         f"{node}: missing listeners {missing or 'none'}; unexpected listeners {unexpected or 'none'}"
     )
 
 
-def test_time_synchronised(node):
+def test_time_synchronised(node, facts, group_vars):
+    if _in_container(node):
+        # The host kernel's clock: no time daemon on the node (the role removes chrony), and the
+        # clock agrees with this controller's.
+        assert not node.host.package(ex.TIME_SERVICE).is_installed, (
+            f"{node}: {ex.TIME_SERVICE} is installed in a container, where it cannot set the clock"
+        )
+        before = time.time()
+        remote = float(_run(node, "date +%s.%N"))
+        after = time.time()
+        offset = remote - (before + after) / 2
+        allowed = ex.CLOCK_MAX_OFFSET_SECONDS + (after - before) / 2
+        assert abs(offset) <= allowed, (
+            f"{node}: clock is {offset:+.3f} s from the controller's (at most {allowed:.3f} s allowed)"
+        )
+        return
+    variables = ex.node_variables(facts, group_vars, node.role)
+    conf = node.host.file("/etc/chrony/chrony.conf").content_string
+    sources = ex.chrony_sources(conf)
+    assert sources == list(variables["common_ntp_pools"]), (
+        f"{node}: chrony uses {sources}, the role sets {variables['common_ntp_pools']}"
+    )
+    foreign = describe_foreign_endpoints(conf)
+    assert not foreign, f"{node}: chrony takes time from non-European services: {', '.join(foreign)}"
     tracking = _run(node, "chronyc -n tracking")
     pairs = (line.partition(":") for line in tracking.splitlines())
     fields = {key.strip(): value.strip() for key, _, value in pairs}

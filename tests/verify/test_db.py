@@ -152,6 +152,7 @@ def test_a_backup_exists(primary, facts):
 
 RESTORE_SCRIPT = """
 set -eu
+cd /  # runuser keeps root's cwd, which postgres may not enter (psql, pg_ctl and pgbackrest chdir back to it)
 stanza={stanza}; token={token}; bin=/usr/lib/postgresql/{major}/bin; port={port}
 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "create table if not exists visio_verify_backup
   (token text primary key, written_at timestamptz not null default now())"
