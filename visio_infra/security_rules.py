@@ -26,7 +26,12 @@ LIVEKIT_METRICS_PORT = 6789
 TURN_PORT = 3478
 TURNS_PORT = 5349
 COTURN_METRICS_PORT = 9641
-"""coturn's Prometheus exporter (`prometheus` option), reachable from the monitoring CIDR only."""
+"""coturn's Prometheus exporter (`prometheus` option), reachable from the monitoring CIDR only.
+
+The rule stays even where the installed coturn has no exporter (Debian 12's 4.6.1 build): the role
+decides at converge time (`coturn_prometheus: auto`), after the security group exists, so a coturn
+upgrade that brings the exporter works without an infrastructure change. Nothing listens behind it
+meanwhile, which the verification checks (tests/verify: no listener on a disabled exporter's port)."""
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
 
