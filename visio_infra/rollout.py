@@ -325,7 +325,8 @@ def stop_message(stack: str, state: RolloutState, *, component_file: str, resume
     """What an SRE reads when a gate failed: where it stopped, what is left, how to go on or back."""
     failed = state.failed
     done = [s.node for s in state.steps if s.status == "done"]
-    pending = [s.node for s in state.steps if s.status == "pending"]
+    pending = [f"{s.node} (stopped here)" for s in state.steps if s.status == "failed"]
+    pending += [s.node for s in state.steps if s.status == "pending"]
     previous = state.previous_versions()
     lines = ["ROLLOUT STOPPED"]
     if failed:

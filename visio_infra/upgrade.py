@@ -116,6 +116,8 @@ class EventTap:
     def __init__(self, printer: Callable[[Mapping[str, Any]], bool] | None) -> None:
         self.printer = printer
         self.facts: dict[str, dict[str, Any]] = {}
+        self.failures: list[str] = []
+        """`host: task: message` per failed task (read by ansible_run.converge as the run's failures)."""
         self.task_started: dict[str, float] = {}
         self.first_start: dict[str, float] = {}
         self.last_end: dict[str, float] = {}
@@ -128,9 +130,14 @@ class EventTap:
         if kind == "playbook_on_task_start":
             self.task_started[task] = now
             self.first_start.setdefault(task, now)
+        elif kind == "runner_on_unreachable":
+            self.failures.append(f"{data.get('host')}: {task}: unreachable")
         elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
             if kind != "runner_on_skipped":
                 self.last_end[task] = now
+            if kind == "runner_on_failed" and not data.get("ignore_errors"):
+                message = str((data.get("res") or {}).get("msg") or "").strip()
+                self.failures.append(f"{data.get('host')}: {task}: {' '.join(message.split())[:400]}")
             if kind == "runner_on_ok" and task == FACTS_TASK:
                 node = (data.get("res") or {}).get("visio_upgrade_node") or {}
                 self.facts[str(data.get("host"))] = dict(node)
@@ -234,7 +241,8 @@ class Runner:
         result = self._converge(PLAYBOOK_OF_ROLE[step.role], tap, limit=step.node, extra_vars=extra)
         drain = tap.span(DRAIN_START_PREFIXES, DRAIN_END_PREFIXES)
         if not result.succeeded:
-            reason = result.failures[0].split(": ", 1)[-1] if result.failures else f"ansible rc={result.rc}"
+            failures = tap.failures or result.failures
+            reason = failures[0].split(": ", 2)[-1] if failures else f"ansible rc={result.rc}"
             return False, reason, drain
         if step.role == "turn":
             passed, detail = self.turn_allocation(step.node)

@@ -186,6 +186,6 @@ def test_resume_follows_the_fresh_plan_when_the_failed_node_is_still_old() -> No
 def test_stop_message_says_where_and_how_to_go_on_or_back() -> None:
     text = stop_message("lab", stopped_state(), component_file="stacks/Pulumi.lab.yaml")
     assert "at sfu node sfu-2: health gate" in text
-    assert "upgraded: sfu-1; left on the old version: none" in text
+    assert "upgraded: sfu-1; left on the old version: sfu-2 (stopped here)" in text
     assert "visio upgrade lab --resume" in text
     assert "versions.livekit: 1.13.4 in stacks/Pulumi.lab.yaml" in text

@@ -165,6 +165,13 @@ def test_event_tap_keeps_facts_and_times_the_drain() -> None:
     tap({"event": "runner_on_ok", "event_data": {
         "task": "Report the node's upgrade facts", "host": "sfu-1",
         "res": {"visio_upgrade_node": {"version": "1.13.4"}}}})
+    tap({"event": "runner_on_failed", "event_data": {
+        "task": "Stop here when the deadline passed", "host": "sfu-1",
+        "res": {"msg": "drain deadline passed: sfu-1 still hosts\n 2 participant(s) after 20 s."}}})
+    tap({"event": "runner_on_failed",
+         "event_data": {"task": "Ignored", "host": "sfu-1", "ignore_errors": True}})
+    assert tap.failures == ["sfu-1: Stop here when the deadline passed: drain deadline passed: "
+                            "sfu-1 still hosts 2 participant(s) after 20 s."]
     span = tap.span(("Send SIG", "Wait for the node"), ("Wait for the node",))
     assert span is not None and 0.1 <= span < 1
     assert tap.facts == {"sfu-1": {"version": "1.13.4"}}
