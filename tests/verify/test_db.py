@@ -157,7 +157,13 @@ stanza={stanza}; token={token}; bin=/usr/lib/postgresql/{major}/bin; port={port}
 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "create table if not exists visio_verify_backup
   (token text primary key, written_at timestamptz not null default now())"
 psql -XAtq -v ON_ERROR_STOP=1 -d postgres -c "insert into visio_verify_backup (token) values ('$token')"
-pgbackrest --stanza=$stanza --type=incr --log-level-console=warn backup
+tries=0
+until pgbackrest --stanza=$stanza --type=incr --log-level-console=warn backup; do
+  rc=$? tries=$((tries + 1))
+  # 50: another backup holds the stanza's lock (a scheduled one, a restore drill): wait for it, 2 min at most.
+  [ $rc -eq 50 ] && [ $tries -lt 60 ] || exit $rc
+  sleep 2
+done
 scratch=$(mktemp -d /var/tmp/visio-verify-restore-XXXXXX)
 trap '"$bin"/pg_ctl -D "$scratch" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$scratch"' EXIT
 pgbackrest --stanza=$stanza --pg1-path="$scratch" --type=immediate --target-action=promote \
@@ -165,9 +171,14 @@ pgbackrest --stanza=$stanza --pg1-path="$scratch" --type=immediate --target-acti
 : > "$scratch/postgresql.conf"
 echo "local all postgres peer" > "$scratch/pg_hba.conf"
 : > "$scratch/pg_ident.conf"
+# Recovery refuses to start below the primary's values of these settings: take them from the primary.
+hot=$(psql -XAt -d postgres -c "select string_agg(format('-c %s=%s', name, setting), ' ') from pg_settings
+  where name in ('max_connections', 'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions',
+                 'max_locks_per_transaction')")
 "$bin"/pg_ctl -D "$scratch" -w -t 120 -l "$scratch/restore.log" -o "-p $port -c listen_addresses='' \
-  -c unix_socket_directories='$scratch' -c archive_mode=off -c ssl=off \
-  -c hba_file='$scratch/pg_hba.conf' -c ident_file='$scratch/pg_ident.conf'" start >/dev/null
+  -c unix_socket_directories='$scratch' -c archive_mode=off -c ssl=off $hot \
+  -c hba_file='$scratch/pg_hba.conf' -c ident_file='$scratch/pg_ident.conf'" start >/dev/null \
+  || {{ tail -n 5 "$scratch/restore.log" >&2; exit 1; }}
 for i in $(seq 1 60); do
   [ "$(psql -XAt -h "$scratch" -p $port -d postgres -c 'select pg_is_in_recovery()')" = f ] && break
   sleep 1
