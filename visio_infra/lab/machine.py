@@ -148,7 +148,10 @@ def stop(paths: LabPaths, name: str, directory: Path) -> None:
         unmount_below(directory)
 
 
-def destroy(paths: LabPaths, name: str, address: str | None) -> None:
+def destroy(paths: LabPaths, name: str, address: str | None, *, prune_empty: bool = True) -> None:
+    """Stop and remove one machine. `prune_empty` also removes the stack's directories once empty:
+    never while creating, since machines are created in parallel and a sibling may be about to
+    create its own directory under them."""
     directory = paths.machine_dir(name)
     stop(paths, name, directory)
     remove_tree(directory)
@@ -157,7 +160,8 @@ def destroy(paths: LabPaths, name: str, address: str | None) -> None:
     paths.console_log(name).unlink(missing_ok=True)
     if address:
         set_known_host(paths, address, None)
-    prune(paths)
+    if prune_empty:
+        prune(paths)
 
 
 def create_machine(props: dict[str, Any]) -> dict[str, Any]:
@@ -165,13 +169,20 @@ def create_machine(props: dict[str, Any]) -> dict[str, Any]:
     name = props["name"]
     directory = paths.machine_dir(name)
     # A leftover of this machine (a crashed or interrupted run) is ours by path: replace it.
-    destroy(paths, name, props["address"])
+    destroy(paths, name, props["address"], prune_empty=False)
     image = Path(props["image"])
     if not (image / "usr/lib/systemd/systemd").exists():
         raise LabError(f"base image {image} is missing or incomplete; run `pulumi up` again to rebuild it")
     preflight.check_disk(paths.machines, disk_needed(1, image_cached=True))
     started = time.monotonic()
-    directory.mkdir(parents=True)
+    for _attempt in range(3):  # a deletion elsewhere in the same update may prune an empty parent
+        try:
+            directory.mkdir(parents=True)
+            break
+        except FileNotFoundError:
+            time.sleep(0.2)
+    else:
+        directory.mkdir(parents=True)
     try:
         host_key = prepare_tree(props, directory)
         set_known_host(paths, props["address"], host_key)
@@ -183,7 +194,7 @@ def create_machine(props: dict[str, Any]) -> dict[str, Any]:
         except LabError as exc:
             raise LabError(f"machine {name}: {exc}; console: {_console_tail(paths, name)}") from None
     except BaseException:
-        destroy(paths, name, props["address"])
+        destroy(paths, name, props["address"], prune_empty=False)
         raise
     return {
         **props,
