@@ -20,7 +20,7 @@ if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
   export PULUMI_BACKEND_URL="file://$_visio_root/.pulumi-state"
 fi
 case "$PULUMI_BACKEND_URL" in
-  https://api.pulumi.com*|https://app.pulumi.com*|*pulumi.com*)
+  *pulumi.com*)
     echo "pulumi-env: PULUMI_BACKEND_URL points at Pulumi Cloud ($PULUMI_BACKEND_URL): Visio state must stay" \
          "on the ministry's own storage (file:// or s3:// on a sovereign cloud)." >&2
     return 1 2>/dev/null || exit 1 ;;
