@@ -146,26 +146,8 @@ def _verify(outputs_file: Path, select: str) -> subprocess.CompletedProcess[str]
     return _visio("verify", STACK, "--outputs-file", str(outputs_file), "-k", select, "-n", "4")
 
 
-KNOWN_GAPS = {
-    "Redis opened to the world in the host firewall": (
-        "known gap, detected but not repaired: `visio configure` rewrites /etc/nftables.conf only when "
-        "it changed, so a rule inserted by hand in the live table survives (a drift check that reloads "
-        "the table was tried and made the first converge flaky; see the issue note)"
-    ),
-}
-"""Breakages the suite detects but configuration does not repair yet. Strict: when the repair
-lands, the case passes, the xfail turns into a failure, and this entry must be removed."""
-
-
 def _cases() -> list:
-    return [
-        pytest.param(
-            b,
-            id=b.name.replace(" ", "-"),
-            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[b.name])] if b.name in KNOWN_GAPS else [],
-        )
-        for b in BREAKAGES
-    ]
+    return [pytest.param(b, id=b.name.replace(" ", "-")) for b in BREAKAGES]
 
 
 @pytest.mark.parametrize("breakage", _cases())
@@ -193,11 +175,6 @@ def test_break_is_detected_then_repaired(breakage: Breakage, lab_outputs: Path, 
     finally:
         repaired = _visio("configure", STACK, "--limit", host)
     assert repaired.returncode == 0, f"`visio configure {STACK}` failed:\n{repaired.stdout[-3000:]}"
-    try:
-        after = _verify(lab_outputs, breakage.select)
-    finally:
-        if breakage.name in KNOWN_GAPS:
-            # Leave the lab as the next tests expect it: the operator's manual repair for this gap.
-            subprocess.run([*ssh, "nft -f /etc/nftables.conf"], capture_output=True, timeout=60, check=False)
+    after = _verify(lab_outputs, breakage.select)
     record_property("break", breakage.name)
     assert after.returncode == 0, f"{breakage.name}: still failing after configure:\n{after.stdout[-3000:]}"
