@@ -145,7 +145,12 @@ def ca_file(outputs: dict[str, Any], workdir: Path) -> str:
     pem = outputs.get("ca_certificate")
     assert pem, "the stack has no ca_certificate output"
     path = workdir / "stack-ca.pem"
-    path.write_text(str(pem), encoding="ascii")
+    # The work directory is shared by the parallel workers: each one writes the file aside and
+    # renames it, so no worker ever reads a file another one has just truncated (an empty CA file
+    # fails TLS with "no certificate or crl found").
+    aside = workdir / f".stack-ca.pem.{os.getpid()}"
+    aside.write_text(str(pem), encoding="ascii")
+    os.replace(aside, path)
     return str(path)
 
 
