@@ -63,7 +63,8 @@ class Step:
     from_version: str | None
     to_version: str
     kind: str = "rolling"
-    """rolling (SFU/TURN drain), replica or primary (DB), recheck (a resumed node already on target)."""
+    """rolling (SFU/TURN drain), replica or primary (DB), recheck (a resumed node already on target),
+    restart (SFU/TURN already on target, drained and restarted by a rolling restart)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Plan:
                     "replica": "replica: install, restart, streaming gate",
                     "primary": "primary: install, restart, replica streaming gate",
                     "recheck": "resume: finish and re-run its health gate",
+                    "restart": "drain, restart on the same version, health + rotation gate",
                 }[step.kind]
                 lines.append(
                     f"  {number}. {step.role:<4} {step.node:<20} {step.from_version or '?'} -> "
@@ -126,12 +128,17 @@ def build_plan(
     *,
     min_serving: int,
     roles: Iterable[str] | None = None,
+    restart: bool = False,
 ) -> Plan:
     """The ordered steps taking `nodes` to `targets`, or PlanRefused naming every unsafe point.
 
     SFU/TURN: a serving node may only be drained when the others of its role keep at least
     `min_serving` serving. DB: replicas first, then the primary, and the primary only when a
     replica is streaming (it is the fallback while the primary restarts).
+
+    `restart`: a rolling restart. Nodes of the selected roles already on target are included too
+    and go through the same drain and gates: what a security update of a library the service links
+    (OpenSSL, glibc) needs, since the running process keeps the old one until it restarts.
     """
     if min_serving < 1:
         raise ValueError("min_serving must be at least 1")
@@ -157,8 +164,8 @@ def build_plan(
         if role not in selected or target is None:
             unchanged += [n.name for n in members]
             continue
-        todo = [n for n in members if n.version != target]
-        unchanged += [n.name for n in members if n.version == target]
+        todo = list(members) if restart else [n for n in members if n.version != target]
+        unchanged += [n.name for n in members if n not in todo]
         if not todo:
             continue
         if role in DRAINED_ROLES:
@@ -172,7 +179,8 @@ def build_plan(
                         "serving now); add a node (sizing.spare_nodes) or restore the failed one first"
                     )
                     continue
-                steps.append(Step(role, node.name, node.version, target))
+                kind = "restart" if node.version == target else "rolling"
+                steps.append(Step(role, node.name, node.version, target, kind=kind))
                 if not node.serving:
                     serving += 1  # its health gate puts it back in rotation before the next step
         else:
@@ -199,6 +207,8 @@ def build_plan(
                 steps.append(Step(role, primary.name, primary.version, target, kind="primary"))
     if problems:
         raise PlanRefused(problems)
+    if restart and steps:
+        notes.append("rolling restart: nodes already on target are drained and restarted like an upgrade")
     return Plan(tuple(steps), tuple(sorted(unchanged)), tuple(notes))
 
 

@@ -189,3 +189,29 @@ def test_stop_message_says_where_and_how_to_go_on_or_back() -> None:
     assert "upgraded: sfu-1; left on the old version: sfu-2 (stopped here)" in text
     assert "visio upgrade lab --resume" in text
     assert "versions.livekit: 1.13.4 in stacks/Pulumi.lab.yaml" in text
+
+
+def test_rolling_restart_drains_nodes_already_on_target() -> None:
+    nodes = [turn("turn-1"), turn("turn-2"), sfu("sfu-1", NEW), sfu("sfu-2", NEW)]
+    assert build_plan(nodes, {"turn": "4.6.1-1", "sfu": NEW}, min_serving=1, roles=["turn"]).empty
+    plan = build_plan(nodes, {"turn": "4.6.1-1", "sfu": NEW}, min_serving=1, roles=["turn"], restart=True)
+    assert nodes_of(plan) == ["turn-1", "turn-2"]
+    assert all(s.kind == "restart" and s.from_version == s.to_version == "4.6.1-1" for s in plan.steps)
+    assert plan.unchanged == ("sfu-1", "sfu-2")
+    assert "rolling restart" in plan.describe() and "restart on the same version" in plan.describe()
+
+
+def test_rolling_restart_keeps_the_safety_rules() -> None:
+    with pytest.raises(PlanRefused, match="draining turn-1 would leave 0 serving turn"):
+        build_plan([turn("turn-1")], {"turn": "4.6.1-1"}, min_serving=1, restart=True)
+    current = "15.20-0+deb12u1"
+    plan = build_plan(
+        [db("db-1", current, primary=True), db("db-2", current, primary=False)],
+        {"db": current}, min_serving=1, restart=True,
+    )
+    assert [(s.node, s.kind) for s in plan.steps] == [("db-2", "replica"), ("db-1", "primary")]
+
+
+def test_rolling_restart_still_upgrades_a_node_behind() -> None:
+    plan = build_plan([sfu("sfu-1", NEW), sfu("sfu-2", OLD)], {"sfu": NEW}, min_serving=1, restart=True)
+    assert [(s.node, s.kind) for s in plan.steps] == [("sfu-1", "restart"), ("sfu-2", "rolling")]
