@@ -4,8 +4,9 @@ The versions come from the stack file (`versions.livekit`, `versions.coturn`; Po
 the newest minor of its pinned major the mirror offers). The command reads what every SFU, TURN
 and DB node runs now (playbooks/upgrade-facts.yml), shows the plan (visio_infra/rollout.py) and,
 once confirmed, runs one node at a time: playbooks/upgrade-sfu.yml (drain with SIGTERM, install,
-health and rotation gate), upgrade-turn.yml (SIGUSR1 drain, install, then a fresh allocation from
-this machine with the TURN probe), upgrade-db.yml (replica first, then primary, streaming gate).
+health and rotation gate), upgrade-turn.yml (new clients refused at the firewall until no allocation
+is left, install, then a fresh allocation from this machine with the TURN probe), upgrade-db.yml
+(replica first, then primary, streaming gate). `--restart` rolls a restart the same way.
 The first failed gate stops the rollout there; the state is kept so `--resume` continues it and a
 rollback (the previous version set back in the stack file) takes the same path.
 
@@ -52,7 +53,9 @@ ARTIFACTS = ROOT / "artifacts"
 REPORTS = ROOT / "reports"
 PLAYBOOK_OF_ROLE = {"sfu": "upgrade-sfu.yml", "turn": "upgrade-turn.yml", "db": "upgrade-db.yml"}
 FACTS_TASK = "Report the node's upgrade facts"
-DRAIN_START_PREFIXES = ("Send SIG", "Wait for the node to drain", "Wait until no allocation")
+DRAIN_START_PREFIXES = (
+    "Send SIG", "Refuse new TURN clients", "Wait for the node to drain", "Wait until no allocation",
+)
 DRAIN_END_PREFIXES = ("Wait for the node to drain", "Wait until no allocation", "Wait for the forced exit")
 
 
@@ -206,6 +209,8 @@ class Runner:
     inputs: ConvergeInputs
     deadline: int
     force: bool = False
+    restart: bool = False
+    """Rolling restart: restart each node even when its package did not change (DB playbook)."""
     verbose: bool = True
     timings: list[dict[str, Any]] = field(default_factory=list)
 
@@ -237,6 +242,7 @@ class Runner:
             "visio_upgrade_deadline": self.deadline,
             "visio_upgrade_force": self.force,
             "visio_upgrade_target": step.to_version,
+            "visio_upgrade_restart": self.restart,
         }
         result = self._converge(PLAYBOOK_OF_ROLE[step.role], tap, limit=step.node, extra_vars=extra)
         drain = tap.span(DRAIN_START_PREFIXES, DRAIN_END_PREFIXES)
@@ -359,7 +365,9 @@ def prepare(
     targets = targets_from_versions(
         runner.config.versions.model_dump(), {"db": candidate} if candidate else None
     )
-    plan = build_plan(nodes, targets, min_serving=runner.config.upgrade.min_serving, roles=roles)
+    plan = build_plan(
+        nodes, targets, min_serving=runner.config.upgrade.min_serving, roles=roles, restart=runner.restart
+    )
     previous = load_rollout_state(runner.stack)
     if auto_resume:
         resume = not classify(previous, targets, resume=True).problems
@@ -459,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="when a drain deadline passes, cut the remaining calls instead of stopping")
     parser.add_argument("--resume", action="store_true", help="continue a rollout that stopped")
+    parser.add_argument("--restart", action="store_true",
+                        help="rolling restart: also drain and restart the nodes already on the target "
+                        "version (after a security update of a library the service uses)")
     parser.add_argument("--deadline", type=int,
                         help="seconds to wait for a node to empty (default: upgrade.drain_deadline_seconds)")
     parser.add_argument("--plan-only", action="store_true", help="show the plan and exit")
@@ -478,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     if deadline <= 0:
         print("visio upgrade: --deadline must be positive", file=sys.stderr)
         return 2
-    runner = Runner(args.stack, config, inputs, deadline=deadline, force=args.force)
+    runner = Runner(args.stack, config, inputs, deadline=deadline, force=args.force, restart=args.restart)
     print(f"Reading the nodes of stack {args.stack}...", flush=True)
     try:
         plan, state = prepare(runner, roles=args.role, resume=args.resume)
