@@ -163,6 +163,7 @@ def group_vars(
         "visio_is_lab": lab,
         "visio_ca_certificate": ca,
         "common_package_mirror": config.cloud.package_mirror,
+        "common_ntp_pools": list(config.cloud.ntp_servers),
         "common_media_udp_buffer_min": MEDIA_UDP_BUFFER_BYTES,
     }
 

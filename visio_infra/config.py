@@ -31,6 +31,9 @@ from pydantic import (
 from visio_infra import pricing
 from visio_infra.sovereignty import describe_foreign_endpoints
 
+DEFAULT_NTP_SERVERS: tuple[str, ...] = ("0.fr.pool.ntp.org", "1.fr.pool.ntp.org", "2.fr.pool.ntp.org")
+"""The French zone of the NTP Pool (volunteers' servers), when a ministry names no NTP servers."""
+
 PROJECT = "visio"
 """Pulumi project name; every config key is `visio:<section>`."""
 
@@ -123,6 +126,8 @@ class OpenStackCloud(_Model):
     dns_zone: Annotated[str, Field(min_length=3)]
     package_mirror: str = "http://deb.debian.org/debian"
     """Debian mirror the nodes use (usually the ministry's own mirror)."""
+    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP_SERVERS))
+    """Time sources of the nodes' chrony (usually the ministry's own NTP servers)."""
     ssh_public_keys: Annotated[list[str], Field(min_length=1)]
     """Operators' SSH public keys, installed for the admin user through cloud-init."""
 
@@ -175,6 +180,11 @@ class OpenStackCloud(_Model):
     def _mirror(cls, url: str) -> str:
         return _mirror_url(url)
 
+    @field_validator("ntp_servers")
+    @classmethod
+    def _ntp(cls, servers: list[str]) -> list[str]:
+        return _ntp_servers(servers)
+
     @model_validator(mode="after")
     def _pinned_flavors(self) -> OpenStackCloud:
         table = pricing.OFFERS.get(self.offer)
@@ -202,11 +212,19 @@ class LabCloud(_Model):
     subnet: IPv4Net
     """Lab subnet; the bridge takes the first address, machines the following ones."""
     package_mirror: str = "http://deb.debian.org/debian"
+    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP_SERVERS))
+    """Unused by the machines themselves (a container shares the host's clock), kept so a lab
+    stack file takes the same settings as a ministry's."""
 
     @field_validator("package_mirror")
     @classmethod
     def _mirror(cls, url: str) -> str:
         return _mirror_url(url)
+
+    @field_validator("ntp_servers")
+    @classmethod
+    def _ntp(cls, servers: list[str]) -> list[str]:
+        return _ntp_servers(servers)
 
     @field_validator("subnet")
     @classmethod
@@ -658,6 +676,30 @@ def _check_sovereign(url: str) -> None:
             f"'{url}' points to {', '.join(found)}, a non-European service; Visio's endpoints stay on "
             "sovereign infrastructure (the ministry's own or a SecNumCloud provider's)"
         )
+
+
+_NTP_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.:-]*[A-Za-z0-9])?$")
+
+
+def _ntp_servers(servers: list[str]) -> list[str]:
+    problems = []
+    if not servers:
+        problems.append("give at least one NTP server (e.g. ntp1.interieur.gouv.fr)")
+    for server in servers:
+        if not _NTP_HOST.match(server):
+            problems.append(f"'{server}' is not a host name or an IP address (e.g. ntp1.interieur.gouv.fr)")
+            continue
+        found = describe_foreign_endpoints(server)
+        if found:
+            problems.append(
+                f"'{server}' is {', '.join(found)}, a non-European time service; use the ministry's own "
+                "NTP servers or the French NTP Pool zone (0.fr.pool.ntp.org)"
+            )
+    if len(set(servers)) != len(servers):
+        problems.append("the same NTP server is listed twice")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return servers
 
 
 def _mirror_url(url: str) -> str:

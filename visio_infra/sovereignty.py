@@ -24,6 +24,12 @@ FOREIGN_DOMAINS: dict[str, str] = {
     "metered.ca": "Metered Open Relay TURN (Canada)",
     "metered.live": "Metered TURN SaaS (Canada)",
     "livekit.cloud": "LiveKit Cloud (US)",
+    # Time services: a node's clock decides whether TLS certificates and TURN credentials are valid.
+    "apple.com": "Apple (time.apple.com)",
+    "windows.com": "Microsoft (time.windows.com)",
+    "microsoft.com": "Microsoft",
+    "facebook.com": "Meta (time.facebook.com)",
+    "aws.com": "Amazon (time.aws.com)",
     # Pulumi Cloud: state and secrets must stay on the ministry's own backend.
     "api.pulumi.com": "Pulumi Cloud API (US state backend)",
     "app.pulumi.com": "Pulumi Cloud console (US state backend)",

@@ -248,3 +248,27 @@ def test_configure_extra_vars():
         "postgresql_restore_mode": "cleanup", "x": "a=b"}
     with pytest.raises(ConfigureError, match="KEY=VALUE"):
         extra_vars(["novalue"])
+
+
+def test_ntp_servers_come_from_the_stack_config():
+    config = sample_config(cloud={"ntp_servers": ["ntp1.interieur.gouv.fr", "192.0.2.123"]})
+    _, _, per_group = _vars(config)
+    assert per_group["all"]["common_ntp_pools"] == ["ntp1.interieur.gouv.fr", "192.0.2.123"]
+    default = _vars()[2]["all"]["common_ntp_pools"]
+    assert default and all(server.endswith(".fr.pool.ntp.org") for server in default)
+
+
+def test_chrony_renders_the_configured_sources_and_serves_no_one():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from visio_infra.rendering import TEMPLATES_DIR
+
+    templates = TEMPLATES_DIR.parent / "roles" / "common" / "templates"
+    env = Environment(loader=FileSystemLoader(templates), undefined=StrictUndefined, autoescape=False)  # noqa: S701 (chrony config, not HTML)
+    text = env.get_template("chrony.conf.j2").render(
+        ansible_managed="managed", common_ntp_pools=["ntp1.interieur.gouv.fr", "ntp2.interieur.gouv.fr"]
+    )
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("pool ")] == [
+        "ntp1.interieur.gouv.fr", "ntp2.interieur.gouv.fr"
+    ]
+    assert "port 0" in text.splitlines() and "cmdport 0" in text.splitlines()

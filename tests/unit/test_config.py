@@ -324,6 +324,27 @@ INVALID: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "non-European service",
     ),
     (
+        "foreign-ntp",
+        "culture",
+        _set("cloud", ntp_servers=["time.google.com"]),
+        "visio:cloud.ntp_servers",
+        "non-European time service",
+    ),
+    (
+        "ntp-not-a-host",
+        "culture",
+        _set("cloud", ntp_servers=["ntp://ntp1.culture.gouv.fr"]),
+        "visio:cloud.ntp_servers",
+        "not a host name or an IP address",
+    ),
+    (
+        "no-ntp-server",
+        "culture",
+        _set("cloud", ntp_servers=[]),
+        "visio:cloud.ntp_servers",
+        "at least one NTP server",
+    ),
+    (
         "foreign-webhook",
         "culture",
         _set("meet", webhook_url="https://hooks.slack.com/services/x"),
