@@ -57,5 +57,13 @@ print(" ".join(str(json.load(open(f))["first_video_ms"]) for f in sorted(glob.gl
 done
 echo "rolling LiveKit upgrade (tests/lab/test_rolling_upgrade.py)"
 python -m pytest tests/lab/test_rolling_upgrade.py -s -q -p no:cacheprovider 2>&1 | grep '^UPGRADE-' | sed 's/^/  /'
+echo "PostgreSQL minor update and coturn rolling restart with a relayed call (tests/lab/test_rolling_turn_db.py)"
+python -m pytest tests/lab/test_rolling_turn_db.py -s -q -p no:cacheprovider 2>&1 | grep '^UPGRADE-' | sed 's/^/  /'
+echo "second converge, nothing changed (tests/lab/test_converge_idempotent.py)"
+python -m pytest tests/lab/test_converge_idempotent.py -q -p no:cacheprovider -k apply \
+  --junitxml=/tmp/bench-idempotent.xml >/dev/null 2>&1 || echo "  (FAILED: a converge changed something)"
+row "site playbook on every host, 0 changed (s)" "$(python3 -c 'import sys,xml.etree.ElementTree as E
+for p in E.parse(sys.argv[1]).iter("property"):
+    if p.get("name") == "converge_seconds": print(p.get("value"))' /tmp/bench-idempotent.xml)"
 t0=$(now); bash scripts/lab.sh down >/dev/null; t1=$(now)
 row "pulumi destroy --stack lab (s)" "$(secs "$t0" "$t1")"

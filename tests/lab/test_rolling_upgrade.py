@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests.lab.lab_ops import private_dir, pulumi_up, run, ssh
 from visio_infra.ansible_run import default_livekit_binary
 from visio_infra.verify import fetch_outputs
 
@@ -56,45 +56,6 @@ def set_livekit_pin(text: str, version: str) -> str:
     found = LIVEKIT_PIN.findall(text)
     assert len(found) == 1, f"expected one versions.livekit pin in {STACK_FILE}, found {len(found)}"
     return LIVEKIT_PIN.sub(lambda m: f"{m.group(1)}{version}", text)
-
-
-def run(command: list[str], timeout: float) -> tuple[int, str]:
-    """Run a command, echo its output as it comes (the SRE's view), return (rc, output)."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + timeout
-    for line in process.stdout:
-        sys.stdout.write(line)
-        lines.append(line)
-        if time.monotonic() > deadline:
-            process.kill()
-            break
-    return process.wait(), "".join(lines)
-
-
-def pulumi_up(config_file: Path) -> tuple[int, str]:
-    """`pulumi up` of the lab with `config_file` as its stack config (the shared stack file stays as is)."""
-    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" --config-file "$2"'
-    script += " --yes --skip-preview --diff=false"
-    for _attempt in range(40):  # another user's update holds the stack's lock: wait for it
-        rc, log = run(["bash", "-c", script, "pulumi-up", STACK, str(config_file)], timeout=3600)
-        if rc == 0 or "currently locked" not in log:
-            break
-        time.sleep(15)
-    return rc, log
-
-
-def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str) -> str:
-    connection = inventory.get("connection", {})
-    args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"]
-    if connection.get("known_hosts_file"):
-        args += ["-o", f"UserKnownHostsFile={connection['known_hosts_file']}"]
-    if connection.get("ssh_key_file"):
-        args += ["-i", connection["ssh_key_file"]]
-    target = f"{connection.get('user', 'root')}@{host.get('public_ip') or host['private_ip']}"
-    done = subprocess.run([*args, target, command], capture_output=True, text=True, timeout=60, check=False)
-    return done.stdout.strip()
 
 
 def running_livekit(inventory: dict[str, Any]) -> dict[str, str]:
@@ -145,12 +106,11 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
 
     # 1. Back to the previous release through `pulumi up` (no call on: every drain is immediate),
     #    with a copy of the stack file so other users of the repository never see it changed.
-    work = Path(tempfile.mkdtemp(prefix="visio-upgrade-test-"))
-    os.chmod(work, 0o700)
+    work = private_dir("visio-upgrade-test-")
     previous_config = work / f"Pulumi.{STACK}.yaml"
     previous_config.write_text(set_livekit_pin(original, previous), encoding="utf-8")
     started = time.monotonic()
-    rc, log = pulumi_up(previous_config)
+    rc, log = pulumi_up(STACK, previous_config)
     assert rc == 0, "pulumi up to the previous LiveKit release failed (see its output above)"
     print(
         f"UPGRADE-FIGURE stack={STACK} step=pulumi-up-to-{previous} seconds={time.monotonic() - started:.1f}"

@@ -7,6 +7,10 @@
 - A probe: every few seconds a new participant joins a new room, through the next SFU node in
   rotation that passes the health check a load balancer would use (GET / through TLS answers 200),
   then leaves and the room is deleted. Every join must succeed.
+- With --relay (TURN rollouts): the probe's ICE is relay only, through the TURN servers the SFU
+  hands out, and each join records the TURN node its media pair goes through; with
+  --meeting-turn-uri the meeting is relayed only through that one TURN server (the node whose drain
+  is under test), and the report names the relay its media used when ready and when leaving.
 The report (JSON, no secret) is written to --report. Keys and CA come from the 0600 outputs file.
 """
 
@@ -30,9 +34,11 @@ from visio_infra.probes.livekit_call import (
     AUDIO_RATE,
     VIDEO_SIZE,
     _produce,
+    selected_pair,
     ssl_context,
     trust_bundle,
 )
+from visio_infra.probes.turn_probe import rest_api_credentials
 
 PARTICIPANTS_METRIC = re.compile(r"(?m)^livekit_participant_total(?:\{[^}]*\})? ([0-9.eE+]+)$")
 
@@ -43,6 +49,7 @@ class Traffic:
         self.key = outputs["livekit_api_key"]
         self.secret = outputs["livekit_api_secret"]
         self.ca_pem = outputs.get("ca_certificate")
+        self.turn_secret = outputs.get("turn_shared_secret") or ""
         self.nodes: list[dict[str, str]] = args.nodes
         self.started = time.monotonic()
         self.report: dict[str, Any] = {
@@ -54,6 +61,7 @@ class Traffic:
                 "per_node": {},
                 "skipped_unhealthy": {},
                 "join_ms": [],
+                "per_turn": {},
             },
         }
 
@@ -71,6 +79,31 @@ class Traffic:
             .with_grants(grants)
             .to_jwt()
         )
+
+    def options(self, *, meeting: bool = False) -> Any:
+        """Room options: relay-only ICE for the meeting (one explicit TURN server) or the probe."""
+        from livekit import rtc
+
+        rtc_config = None
+        if meeting and self.args.meeting_turn_uri:
+            username, password = rest_api_credentials(self.turn_secret, user_id="upgrade-meeting", ttl=3600)
+            server = rtc.IceServer(urls=[self.args.meeting_turn_uri], username=username, password=password)
+            rtc_config = rtc.RtcConfiguration(
+                ice_transport_type=rtc.IceTransportType.TRANSPORT_RELAY, ice_servers=[server]
+            )
+        elif not meeting and self.args.relay:
+            rtc_config = rtc.RtcConfiguration(ice_transport_type=rtc.IceTransportType.TRANSPORT_RELAY)
+        return rtc.RoomOptions(auto_subscribe=True, rtc_config=rtc_config, connect_timeout=10)
+
+    async def relay_of(self, room: Any) -> str | None:
+        """The TURN relay address of the room's selected candidate pair, once ICE picked one."""
+        for _ in range(20):
+            stats = await asyncio.wait_for(room.get_rtc_stats(), 5)
+            local = selected_pair(stats.subscriber_stats + stats.publisher_stats).get("local")
+            if local is not None:
+                return local.address if local.type == "relay" else f"not relayed ({local.type})"
+            await asyncio.sleep(0.25)
+        return None
 
     def http_base(self, node: dict[str, str]) -> str:
         secure = self.args.scheme == "wss"
@@ -128,7 +161,7 @@ class Traffic:
             await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60))
             publisher = rtc.Room()
             await publisher.connect(
-                self.ws_base(node), self.token(room, "upgrade-publisher"), rtc.RoomOptions(connect_timeout=10)
+                self.ws_base(node), self.token(room, "upgrade-publisher"), self.options(meeting=True)
             )
             await asyncio.sleep(1)
             here = await self.participants(node)
@@ -184,9 +217,7 @@ class Traffic:
                 tasks.append(asyncio.ensure_future(consume(track)))
 
         await subscriber.connect(
-            self.ws_base(node),
-            self.token(meeting["room"], "upgrade-subscriber"),
-            rtc.RoomOptions(auto_subscribe=True, connect_timeout=10),
+            self.ws_base(node), self.token(meeting["room"], "upgrade-subscriber"), self.options(meeting=True)
         )
         video = rtc.VideoSource(*VIDEO_SIZE)
         audio = rtc.AudioSource(AUDIO_RATE, 1)
@@ -200,7 +231,12 @@ class Traffic:
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
         )
         meeting["joined_at"] = self.t()
+        if self.args.meeting_turn_uri:
+            meeting["relay"] = await self.relay_of(subscriber)
         await asyncio.sleep(self.args.meeting_seconds)
+        if self.args.meeting_turn_uri:
+            with contextlib.suppress(Exception):
+                meeting["relay_at_leave"] = await self.relay_of(subscriber)
         meeting["connected_at_leave"] = {
             "publisher": int(publisher.connection_state),
             "subscriber": int(subscriber.connection_state),
@@ -250,13 +286,16 @@ class Traffic:
                 lk.room.create_room(api.CreateRoomRequest(name=room_name, empty_timeout=10)), 10
             )
             await asyncio.wait_for(
-                room.connect(
-                    self.ws_base(node), self.token(room_name, "probe"), rtc.RoomOptions(connect_timeout=10)
-                ),
+                room.connect(self.ws_base(node), self.token(room_name, "probe"), self.options()),
                 15,
             )
             if room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
                 raise RuntimeError(f"connection state {int(room.connection_state)}")
+            if self.args.relay:
+                relay = await self.relay_of(room)
+                if relay is None or relay.startswith("not relayed"):
+                    raise RuntimeError(f"media pair not through TURN: {relay or 'no pair selected'}")
+                probe["per_turn"][relay] = probe["per_turn"].get(relay, 0) + 1
             probe["ok"] += 1
             probe["join_ms"].append(round((time.monotonic() - started) * 1000))
             probe["per_node"][node["name"]] = probe["per_node"].get(node["name"], 0) + 1
@@ -319,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         help="ws only to try the harness against a local server without TLS",
     )
     parser.add_argument("--port", type=int, help="signalling port (default: 443 through nginx)")
+    parser.add_argument("--relay", action="store_true", help="probe joins relay only (TURN rollouts)")
+    parser.add_argument(
+        "--meeting-turn-uri",
+        help="relay the meeting only through this TURN server (turn:IP:3478?transport=udp)",
+    )
     args = parser.parse_args(argv)
     outputs = json.loads(Path(args.outputs_file).read_text(encoding="utf-8"))
     args.nodes = [

@@ -1,0 +1,257 @@
+"""Rolling TURN and PostgreSQL rollouts on the lab, without cutting a relayed call (needs the lab up).
+
+PostgreSQL minor update, replica first (test_postgresql_minor_update_replica_first):
+  the DB nodes are put back on the previous minor release the Debian mirror still carries (the
+  state of a deployment made before the mirror published the current one), then
+  `visio upgrade lab --role db` must update the replica, see it streaming again, then the primary,
+  and leave both on the newest minor with the replica streaming and `visio verify -k db` green.
+
+coturn drain with a relayed participant (test_turn_rolling_restart_keeps_a_relayed_call):
+  a TURN node can only drain while another one serves, so the lab is scaled out to two TURN nodes
+  with `pulumi up` (a copy of the stack file with `sizing.nodes.turn: 2`; the shared file is never
+  written). A meeting relayed only through the first TURN node keeps publishing while
+  `visio upgrade lab --role turn --restart` drains (new clients refused) and restarts every TURN node one at a
+  time, and a probe joins a new relay-only room every few seconds. Passes only if the meeting
+  stays connected until it leaves on its own, its media went through that node, every probe join
+  succeeds, both coturn processes were replaced, the meeting's node waited for it to leave, and
+  `visio verify lab` passes on the scaled-out lab. The lab is scaled back to one TURN node after.
+
+Why a restart and not a version change: Debian 12 carries one coturn release (4.6.1-1), so there is
+no second version to roll to; the restart takes exactly the upgrade's path (drain, install the
+pinned package, fresh-allocation gate), and is what a libssl security update needs anyway.
+Figures (`UPGRADE-FIGURE ...`, `UPGRADE-TRAFFIC ...`) are printed for scripts/bench.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab.lab_ops import private_dir, pulumi_up, ssh, visio
+from visio_infra.config import load_stack_file
+from visio_infra.verify import fetch_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = "lab"
+STACK_FILE = ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
+MEETING_SECONDS = 120
+"""Long enough for the empty TURN node's whole restart to happen while the meeting is on."""
+TURN_NODES = re.compile(r"(?m)^(\s+nodes:\s*\{[^}]*\bturn:\s*)(\d+)")
+
+pytestmark = pytest.mark.labhost
+
+
+def figures(log: str, role: str) -> list[dict[str, str]]:
+    """The rollout's per-node `UPGRADE-FIGURE` lines of `role`, as dicts, in the order they ran."""
+    found = []
+    for line in log.splitlines():
+        if line.startswith("UPGRADE-FIGURE") and f" role={role} " in line:
+            found.append(dict(part.split("=", 1) for part in line.split()[1:] if "=" in part))
+    return found
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg(inventory: dict[str, Any], host: dict[str, Any], sql: str) -> str:
+    return ssh(inventory, host, f"runuser -u postgres -- psql -XAtq -c {json.dumps(sql)}", check=True)
+
+
+def _installed(inventory: dict[str, Any], host: dict[str, Any], package: str) -> str:
+    return ssh(inventory, host, f"dpkg-query -W -f='${{Version}}' {package}", check=True)
+
+
+def _wait_streaming(inventory: dict[str, Any], replica: dict[str, Any]) -> None:
+    for _ in range(60):
+        if _pg(inventory, replica, "select status from pg_stat_wal_receiver") == "streaming":
+            return
+        time.sleep(2)
+    pytest.fail(f"{replica['name']} does not stream from the primary")
+
+
+def test_postgresql_minor_update_replica_first() -> None:
+    outputs = fetch_outputs(STACK)
+    inventory = outputs["inventory"]
+    major = load_stack_file(STACK_FILE).versions.postgresql
+    package = f"postgresql-{major}"
+    primary, *replicas = inventory["groups"]["db"]
+    assert replicas, "the lab should have a PostgreSQL replica"
+    current = _installed(inventory, primary, package)
+
+    # The previous minor release of the pinned major the mirror carries (newest first in madison).
+    offered = ssh(inventory, primary, f"apt-cache madison {package} | awk '{{print $3}}'", check=True).split()
+    older = [v for v in offered if v != current]
+    assert current in offered and older, (
+        f"the mirror offers {offered} for {package}: no release older than {current} to start from"
+    )
+    previous = older[0]
+
+    # Put every DB node back on the previous minor (replica first), as if deployed before it.
+    for host in (*replicas, primary):
+        ssh(
+            inventory, host,
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "
+            f"{package}={previous} postgresql-client-{major}={previous} >/dev/null "
+            f"&& systemctl restart postgresql@{major}-main",
+            check=True,
+        )
+    for replica in replicas:
+        _wait_streaming(inventory, replica)
+    old_server = previous.split("-")[0]
+    assert {_pg(inventory, h, "show server_version").split()[0] for h in (primary, *replicas)} == {old_server}
+
+    rc, log = visio("upgrade", STACK, "--yes", "--role", "db")
+    assert rc == 0, "visio upgrade --role db failed (see its output above)"
+
+    steps = figures(log, "db")
+    assert [s["node"] for s in steps] == [h["name"] for h in replicas] + [primary["name"]], (
+        f"replicas must be updated before the primary: {steps}"
+    )
+    assert all(s["status"] == "done" and s["from"] == previous and s["to"] == current for s in steps), steps
+    new_server = current.split("-")[0]
+    for host in (primary, *replicas):
+        assert _installed(inventory, host, package) == current, host["name"]
+        assert _pg(inventory, host, "show server_version").split()[0] == new_server, host["name"]
+    for replica in replicas:
+        _wait_streaming(inventory, replica)
+    print(
+        f"UPGRADE-FIGURE-DB stack={STACK} from={previous} to={current} "
+        + " ".join(f"{s['node']}={s['node_seconds']}s" for s in steps)
+    )
+
+    rc, _ = visio("verify", STACK, "-k", "test_db or test_all")
+    assert rc == 0, "visio verify (db) failed after the minor update"
+
+
+# --------------------------------------------------------------------------- coturn
+
+
+def _coturn_pids(inventory: dict[str, Any]) -> dict[str, str]:
+    return {
+        host["name"]: ssh(inventory, host, "systemctl show -p MainPID --value coturn")
+        for host in inventory["groups"]["turn"]
+    }
+
+
+def _start_traffic(work: Path, outputs: dict[str, Any], meeting_turn: str) -> tuple[subprocess.Popen, Any]:
+    outputs_file = work / "outputs.json"
+    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(outputs, handle)
+    log = (work / "traffic.log").open("w", encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            sys.executable, str(ROOT / "tests" / "lab" / "upgrade_traffic.py"),
+            "--outputs-file", str(outputs_file), "--report", str(work / "traffic.json"),
+            "--ready-file", str(work / "ready"), "--stop-file", str(work / "stop"),
+            "--meeting-seconds", str(MEETING_SECONDS), "--probe-interval", "3",
+            "--relay", "--meeting-turn-uri", meeting_turn,
+        ],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    return process, log
+
+
+def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
+    outputs = fetch_outputs(STACK)
+    inventory = outputs["inventory"]
+    turn_nodes = inventory["groups"]["turn"]
+    assert len(turn_nodes) == 2, f"expected the scaled-out lab to have two TURN nodes: {turn_nodes}"
+    meeting_node = turn_nodes[0]
+    meeting_ip = meeting_node.get("public_ip") or meeting_node["private_ip"]
+    pids_before = _coturn_pids(inventory)
+
+    traffic, traffic_log = _start_traffic(work, outputs, f"turn:{meeting_ip}:3478?transport=udp")
+    ready, stop = work / "ready", work / "stop"
+    try:
+        for _ in range(120):
+            if ready.exists() or traffic.poll() is not None:
+                break
+            time.sleep(1)
+        assert ready.exists(), (
+            f"the relayed meeting never had media: {(work / 'traffic.log').read_text()[-1500:]}"
+        )
+        meeting = json.loads(ready.read_text())
+        assert not meeting.get("error"), meeting.get("error")
+        print(f"relayed meeting {meeting['room']} through {meeting.get('relay')}; rolling restart of TURN")
+        rc, log = visio(
+            "upgrade", STACK, "--yes", "--role", "turn", "--restart", "--config-file", str(config_file)
+        )
+        stop.touch()
+        traffic.wait(timeout=MEETING_SECONDS + 300)
+    finally:
+        stop.touch()
+        if traffic.poll() is None:
+            traffic.kill()
+        (work / "outputs.json").unlink(missing_ok=True)
+        traffic_log.close()
+    assert rc == 0, "visio upgrade --role turn --restart failed (see its output above)"
+
+    report = json.loads((work / "traffic.json").read_text())
+    meeting, probe = report["meeting"], report["probe"]
+    steps = figures(log, "turn")
+    print(
+        f"UPGRADE-TRAFFIC-TURN stack={STACK} meeting_relay={meeting.get('relay')} "
+        f"meeting_frames={meeting['frames']} meeting_max_gap_s={meeting['max_gap_s']} "
+        f"probe_joins={probe['joins']} probe_ok={probe['ok']} probe_failures={len(probe['failures'])} "
+        f"probe_per_turn={json.dumps(probe['per_turn'], sort_keys=True)} "
+        + " ".join(f"{s['node']}_drain_s={s['drain_seconds']}" for s in steps)
+    )
+
+    assert str(meeting.get("relay", "")).startswith(meeting_ip), (
+        f"the meeting's media should go through {meeting_node['name']} ({meeting_ip}): {meeting.get('relay')}"
+    )
+    cut = [
+        e for e in meeting["events"]
+        if e["event"] in ("disconnected", "reconnecting") and e["t"] < meeting["left_at"]
+    ]
+    assert not cut, f"the relayed meeting lost its connection before leaving on its own: {cut}"
+    assert meeting["connected_at_leave"] == {"publisher": 1, "subscriber": 1}, meeting["connected_at_leave"]
+    assert meeting["frames"] >= MEETING_SECONDS * 5, f"too few video frames received: {meeting['frames']}"
+    gap = meeting["max_gap_s"]
+    assert gap is not None and gap < 3, f"media gap {gap} s"
+    assert probe["joins"] >= 10 and not probe["failures"], f"probe joins failed: {probe['failures']}"
+    assert len(probe["per_turn"]) == 2, f"probe joins should have used both TURN nodes: {probe['per_turn']}"
+
+    assert sorted(s["node"] for s in steps) == sorted(h["name"] for h in turn_nodes), steps
+    assert all(s["status"] == "done" for s in steps), steps
+    assert steps[-1]["node"] == meeting_node["name"], f"the busy node should drain last: {steps}"
+    drain = float(steps[-1]["drain_seconds"])
+    assert drain > 10, (
+        f"{meeting_node['name']} should have waited for the relayed meeting; drained in {drain} s"
+    )
+    pids_after = _coturn_pids(inventory)
+    assert all(pids_after[n] not in ("", "0", pids_before[n]) for n in pids_before), (pids_before, pids_after)
+
+    rc, _ = visio("verify", STACK)
+    assert rc == 0, "visio verify lab failed after the TURN rollout"
+
+
+def test_turn_rolling_restart_keeps_a_relayed_call() -> None:
+    original = STACK_FILE.read_bytes()
+    text = original.decode("utf-8")
+    assert len(TURN_NODES.findall(text)) == 1, f"expected one sizing.nodes.turn in {STACK_FILE}"
+    work = private_dir("visio-turn-rollout-")
+    scaled = work / f"Pulumi.{STACK}.yaml"
+    scaled.write_text(TURN_NODES.sub(lambda m: f"{m.group(1)}2", text), encoding="utf-8")
+
+    started = time.monotonic()
+    rc, _ = pulumi_up(STACK, scaled)
+    assert rc == 0, "pulumi up adding a second TURN node failed (see its output above)"
+    print(f"UPGRADE-FIGURE-TURN stack={STACK} scale_out_seconds={time.monotonic() - started:.1f}")
+    try:
+        _turn_rollout_with_a_relayed_meeting(work, scaled)
+    finally:
+        started = time.monotonic()
+        rc, _ = pulumi_up(STACK)
+        print(f"UPGRADE-FIGURE-TURN stack={STACK} scale_in_seconds={time.monotonic() - started:.1f}")
+        assert STACK_FILE.read_bytes() == original, f"{STACK_FILE} changed during the test"
+    assert rc == 0, "pulumi up back to one TURN node failed (see its output above)"
