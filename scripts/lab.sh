@@ -15,8 +15,10 @@ case "${1:-up}" in
     # shellcheck source=pulumi-env.sh
     source scripts/pulumi-env.sh
     pulumi stack select --create lab >/dev/null
-    say "pulumi up --stack lab"
-    pulumi up --stack lab --yes --diff=false
+    # --refresh: machines stopped or removed behind Pulumi's back (host reboot, lab-clean.sh) are
+    # noticed and recreated instead of failing the configuration step as unreachable.
+    say "pulumi up --refresh --stack lab"
+    pulumi up --refresh --stack lab --yes --diff=false
     visio summary lab
     ;;
   down)
