@@ -188,3 +188,24 @@ def test_figures_lines_for_the_benchmark() -> None:
                         "drain_seconds=61.2 node_seconds=95.0")
     assert lines[-1] == "UPGRADE-FIGURE stack=lab total_seconds=120.5 status=stopped nodes=1"
     assert len(lines) == 2  # the pending node has no figure
+
+
+def test_turn_drain_ruleset_rejects_only_new_turn_clients():
+    """The drain table must never reject anything but new TURN clients: nft ends a rule at the line
+    break, so a verdict split onto its own line would reject all traffic (SSH included)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from visio_infra.upgrade import ROOT
+
+    env = Environment(  # noqa: S701 (an nftables ruleset, not HTML)
+        loader=FileSystemLoader(ROOT / "playbooks" / "templates"), undefined=StrictUndefined
+    )
+    text = env.get_template("coturn-drain.nft.j2").render(visio_turn_port=3478, visio_turns_port=443)
+    body = text[text.index("chain input {") :].splitlines()[1:]
+    rules = [line.strip() for line in body if line.strip() and line.strip() != "}"]
+    assert rules[0].startswith("type filter hook input") and "policy accept" in rules[0]
+    verdicts = rules[1:]
+    assert verdicts == [
+        'udp dport 3478 ct state new reject comment "visio drain"',
+        'tcp dport { 3478, 443 } ct state new reject with tcp reset comment "visio drain"',
+    ]
