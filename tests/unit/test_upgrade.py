@@ -200,12 +200,16 @@ def test_turn_drain_ruleset_rejects_only_new_turn_clients():
     env = Environment(  # noqa: S701 (an nftables ruleset, not HTML)
         loader=FileSystemLoader(ROOT / "playbooks" / "templates"), undefined=StrictUndefined
     )
-    text = env.get_template("coturn-drain.nft.j2").render(visio_turn_port=3478, visio_turns_port=443)
+    text = env.get_template("coturn-drain.nft.j2").render(
+        visio_turn_port=3478, visio_turns_port=443, visio_client_idle_seconds=15
+    )
     body = text[text.index("chain input {") :].splitlines()[1:]
     rules = [line.strip() for line in body if line.strip() and line.strip() != "}"]
     assert rules[0].startswith("type filter hook input") and "policy accept" in rules[0]
-    verdicts = rules[1:]
-    assert verdicts == [
+    assert rules[1:] == [
         'udp dport 3478 ct state new reject comment "visio drain"',
         'tcp dport { 3478, 443 } ct state new reject with tcp reset comment "visio drain"',
+        "udp dport 3478 update @udp_clients { ip saddr . udp sport }",
+        "udp dport 3478 update @udp6_clients { ip6 saddr . udp sport }",
     ]
+    assert text.count("timeout 15s") == 2
