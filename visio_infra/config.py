@@ -106,7 +106,27 @@ class Flavors(_Model):
     bastion: str | None = None
 
 
-class OpenStackCloud(_Model):
+class _NodeSources(_Model):
+    """Where every node takes its packages and its time from: the same keys for every cloud kind."""
+
+    package_mirror: str = "http://deb.debian.org/debian"
+    """Debian mirror the nodes use (usually the ministry's own mirror)."""
+    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP_SERVERS))
+    """Time sources of the nodes' chrony (usually the ministry's own NTP servers). The lab's
+    containers share the host's clock and run no chrony."""
+
+    @field_validator("package_mirror")
+    @classmethod
+    def _mirror(cls, url: str) -> str:
+        return _mirror_url(url)
+
+    @field_validator("ntp_servers")
+    @classmethod
+    def _ntp(cls, servers: list[str]) -> list[str]:
+        return _ntp_servers(servers)
+
+
+class OpenStackCloud(_NodeSources):
     """A sovereign OpenStack region (private cloud, Nubo, a SecNumCloud public region...)."""
 
     kind: Literal["openstack"]
@@ -124,10 +144,6 @@ class OpenStackCloud(_Model):
     encrypted_volume_type: Annotated[str, Field(min_length=1)]
     """Cinder volume type with encryption at rest, for DB data volumes."""
     dns_zone: Annotated[str, Field(min_length=3)]
-    package_mirror: str = "http://deb.debian.org/debian"
-    """Debian mirror the nodes use (usually the ministry's own mirror)."""
-    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP_SERVERS))
-    """Time sources of the nodes' chrony (usually the ministry's own NTP servers)."""
     ssh_public_keys: Annotated[list[str], Field(min_length=1)]
     """Operators' SSH public keys, installed for the admin user through cloud-init."""
 
@@ -175,16 +191,6 @@ class OpenStackCloud(_Model):
             _check_sovereign(url)
         return url
 
-    @field_validator("package_mirror")
-    @classmethod
-    def _mirror(cls, url: str) -> str:
-        return _mirror_url(url)
-
-    @field_validator("ntp_servers")
-    @classmethod
-    def _ntp(cls, servers: list[str]) -> list[str]:
-        return _ntp_servers(servers)
-
     @model_validator(mode="after")
     def _pinned_flavors(self) -> OpenStackCloud:
         table = pricing.OFFERS.get(self.offer)
@@ -203,7 +209,7 @@ class OpenStackCloud(_Model):
         return self
 
 
-class LabCloud(_Model):
+class LabCloud(_NodeSources):
     """The local lab: systemd-nspawn machines on a host bridge of this machine."""
 
     kind: Literal["lab"]
@@ -211,21 +217,6 @@ class LabCloud(_Model):
     """Host bridge name (Linux limits interface names to 15 characters)."""
     subnet: IPv4Net
     """Lab subnet; the bridge takes the first address, machines the following ones."""
-    package_mirror: str = "http://deb.debian.org/debian"
-    ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP_SERVERS))
-    """Unused by the machines themselves (a container shares the host's clock), kept so a lab
-    stack file takes the same settings as a ministry's."""
-
-    @field_validator("package_mirror")
-    @classmethod
-    def _mirror(cls, url: str) -> str:
-        return _mirror_url(url)
-
-    @field_validator("ntp_servers")
-    @classmethod
-    def _ntp(cls, servers: list[str]) -> list[str]:
-        return _ntp_servers(servers)
-
     @field_validator("subnet")
     @classmethod
     def _subnet(cls, net: IPv4Net) -> IPv4Net:

@@ -63,7 +63,6 @@ def _pem_cert(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-
 def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
     """Signatures only (ECDSA); a CA may also sign certificates and CRLs, a server may not."""
     return x509.KeyUsage(
@@ -77,6 +76,7 @@ def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
 
 def issue_ca(common_name: str, organisation: str, now: dt.datetime) -> tuple[str, str]:
     """(certificate PEM, private key PEM) of a new CA that can only sign server certificates."""

@@ -53,10 +53,9 @@ ARTIFACTS = ROOT / "artifacts"
 REPORTS = ROOT / "reports"
 PLAYBOOK_OF_ROLE = {"sfu": "upgrade-sfu.yml", "turn": "upgrade-turn.yml", "db": "upgrade-db.yml"}
 FACTS_TASK = "Report the node's upgrade facts"
-DRAIN_START_PREFIXES = (
-    "Send SIG", "Refuse new TURN clients", "Wait for the node to drain", "Wait until no allocation",
-)
-DRAIN_END_PREFIXES = ("Wait for the node to drain", "Wait until no allocation", "Wait for the forced exit")
+DRAIN_END_PREFIXES = ("Wait for the node to drain", "Wait until no client", "Wait for the forced exit")
+DRAIN_START_PREFIXES = ("Send SIG", "Refuse new TURN clients", *DRAIN_END_PREFIXES[:2])
+"""Task names that open / close a node's drain in the upgrade playbooks (resumed runs skip the signal)."""
 
 
 class UpgradeError(RuntimeError):

@@ -1,13 +1,17 @@
 """What the lab tests do the way an SRE does it: run a command showing its output, `pulumi up` the
-lab with a stack config copy, run a command on a lab host over SSH. Shared by the upgrade tests."""
+lab with a stack config copy, run a command on a lab host over SSH, keep call traffic up during a
+rollout. Shared by the upgrade tests."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +73,58 @@ def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str, *, check:
     if check:
         assert done.returncode == 0, f"{host['name']}: `{command}` failed: {done.stderr[-800:]}"
     return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def call_traffic(
+    work: Path, outputs: dict[str, Any], *, meeting_seconds: float, extra: tuple[str, ...] = ()
+) -> Iterator[dict[str, Any]]:
+    """Run tests/lab/upgrade_traffic.py (a meeting plus a probe joining every 3 s) for the body.
+
+    Yields the meeting once its media flows. When the body ends, the probe stops as soon as the
+    meeting has left on its own; the report is then in `work / "traffic.json"`. The outputs (with
+    secrets) are handed over in a 0600 file, removed afterwards.
+    """
+    outputs_file = work / "outputs.json"
+    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(outputs, handle)
+    ready, stop = work / "ready", work / "stop"
+    log = (work / "traffic.log").open("w", encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            sys.executable, str(ROOT / "tests" / "lab" / "upgrade_traffic.py"),
+            "--outputs-file", str(outputs_file), "--report", str(work / "traffic.json"),
+            "--ready-file", str(ready), "--stop-file", str(stop),
+            "--meeting-seconds", str(meeting_seconds), "--probe-interval", "3", *extra,
+        ],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(120):
+            if ready.exists() or process.poll() is not None:
+                break
+            time.sleep(1)
+        assert ready.exists(), (
+            f"the meeting never had media flowing: {(work / 'traffic.log').read_text()[-1500:]}"
+        )
+        meeting = json.loads(ready.read_text())
+        assert not meeting.get("error"), meeting.get("error")
+        yield meeting
+        stop.touch()
+        process.wait(timeout=meeting_seconds + 300)
+    finally:
+        stop.touch()
+        if process.poll() is None:
+            process.kill()
+        outputs_file.unlink(missing_ok=True)
+        log.close()
+
+
+def rollout_figures(log: str, role: str) -> list[dict[str, str]]:
+    """The per-node `UPGRADE-FIGURE` lines `visio upgrade` printed for `role`, as dicts, in order."""
+    found = []
+    for line in log.splitlines():
+        if line.startswith("UPGRADE-FIGURE") and f" role={role} " in line:
+            found.append(dict(part.split("=", 1) for part in line.split()[1:] if "=" in part))
+    return found

@@ -26,17 +26,14 @@ Figures (`UPGRADE-FIGURE ...`, `UPGRADE-TRAFFIC ...`) are printed for scripts/be
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import private_dir, pulumi_up, ssh, visio
+from tests.lab.lab_ops import call_traffic, private_dir, pulumi_up, rollout_figures, ssh, visio
 from visio_infra.config import load_stack_file
 from visio_infra.verify import fetch_outputs
 
@@ -48,15 +45,6 @@ MEETING_SECONDS = 120
 TURN_NODES = re.compile(r"(?m)^(\s+nodes:\s*\{[^}]*\bturn:\s*)(\d+)")
 
 pytestmark = pytest.mark.labhost
-
-
-def figures(log: str, role: str) -> list[dict[str, str]]:
-    """The rollout's per-node `UPGRADE-FIGURE` lines of `role`, as dicts, in the order they ran."""
-    found = []
-    for line in log.splitlines():
-        if line.startswith("UPGRADE-FIGURE") and f" role={role} " in line:
-            found.append(dict(part.split("=", 1) for part in line.split()[1:] if "=" in part))
-    return found
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -112,7 +100,7 @@ def test_postgresql_minor_update_replica_first() -> None:
     rc, log = visio("upgrade", STACK, "--yes", "--role", "db")
     assert rc == 0, "visio upgrade --role db failed (see its output above)"
 
-    steps = figures(log, "db")
+    steps = rollout_figures(log, "db")
     assert [s["node"] for s in steps] == [h["name"] for h in replicas] + [primary["name"]], (
         f"replicas must be updated before the primary: {steps}"
     )
@@ -154,25 +142,6 @@ def _abandon_an_allocation(host: dict[str, Any], secret: str) -> str:
         return str(client.relayed)
 
 
-def _start_traffic(work: Path, outputs: dict[str, Any], meeting_turn: str) -> tuple[subprocess.Popen, Any]:
-    outputs_file = work / "outputs.json"
-    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(outputs, handle)
-    log = (work / "traffic.log").open("w", encoding="utf-8")
-    process = subprocess.Popen(
-        [
-            sys.executable, str(ROOT / "tests" / "lab" / "upgrade_traffic.py"),
-            "--outputs-file", str(outputs_file), "--report", str(work / "traffic.json"),
-            "--ready-file", str(work / "ready"), "--stop-file", str(work / "stop"),
-            "--meeting-seconds", str(MEETING_SECONDS), "--probe-interval", "3",
-            "--relay", "--meeting-turn-uri", meeting_turn,
-        ],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    return process, log
-
-
 def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     outputs = fetch_outputs(STACK)
     inventory = outputs["inventory"]
@@ -184,35 +153,17 @@ def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     abandoned = _abandon_an_allocation(turn_nodes[1], outputs["turn_shared_secret"])
     print(f"abandoned allocation {abandoned} on {turn_nodes[1]['name']}")
 
-    traffic, traffic_log = _start_traffic(work, outputs, f"turn:{meeting_ip}:3478?transport=udp")
-    ready, stop = work / "ready", work / "stop"
-    try:
-        for _ in range(120):
-            if ready.exists() or traffic.poll() is not None:
-                break
-            time.sleep(1)
-        assert ready.exists(), (
-            f"the relayed meeting never had media: {(work / 'traffic.log').read_text()[-1500:]}"
-        )
-        meeting = json.loads(ready.read_text())
-        assert not meeting.get("error"), meeting.get("error")
+    relay_only = ("--relay", "--meeting-turn-uri", f"turn:{meeting_ip}:3478?transport=udp")
+    with call_traffic(work, outputs, meeting_seconds=MEETING_SECONDS, extra=relay_only) as meeting:
         print(f"relayed meeting {meeting['room']} through {meeting.get('relay')}; rolling restart of TURN")
         rc, log = visio(
             "upgrade", STACK, "--yes", "--role", "turn", "--restart", "--config-file", str(config_file)
         )
-        stop.touch()
-        traffic.wait(timeout=MEETING_SECONDS + 300)
-    finally:
-        stop.touch()
-        if traffic.poll() is None:
-            traffic.kill()
-        (work / "outputs.json").unlink(missing_ok=True)
-        traffic_log.close()
     assert rc == 0, "visio upgrade --role turn --restart failed (see its output above)"
 
     report = json.loads((work / "traffic.json").read_text())
     meeting, probe = report["meeting"], report["probe"]
-    steps = figures(log, "turn")
+    steps = rollout_figures(log, "turn")
     print(
         f"UPGRADE-TRAFFIC-TURN stack={STACK} meeting_relay={meeting.get('relay')} "
         f"meeting_frames={meeting['frames']} meeting_max_gap_s={meeting['max_gap_s']} "

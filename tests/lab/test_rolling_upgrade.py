@@ -17,10 +17,7 @@ The shared stack file is never written. The lab is left on the current release w
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import private_dir, pulumi_up, run, ssh
+from tests.lab.lab_ops import call_traffic, private_dir, pulumi_up, rollout_figures, ssh, visio
 from visio_infra.ansible_run import default_livekit_binary
 from visio_infra.verify import fetch_outputs
 
@@ -120,63 +117,14 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
     assert all(f"/{previous}/" in exe for exe in running.values()), f"not all on {previous}: {running}"
 
     # 2. A meeting with media flowing on one node, and the probe.
-    outputs_file = work / "outputs.json"
-    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(outputs, handle)
-    report_file, ready_file, stop_file = work / "traffic.json", work / "ready", work / "stop"
-    traffic_log = (work / "traffic.log").open("w", encoding="utf-8")  # closed in the finally below
-    traffic = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "lab" / "upgrade_traffic.py"),
-            "--outputs-file",
-            str(outputs_file),
-            "--report",
-            str(report_file),
-            "--ready-file",
-            str(ready_file),
-            "--stop-file",
-            str(stop_file),
-            "--meeting-seconds",
-            str(MEETING_SECONDS),
-            "--probe-interval",
-            "3",
-        ],
-        cwd=ROOT,
-        stdout=traffic_log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(120):
-            if ready_file.exists() or traffic.poll() is not None:
-                break
-            time.sleep(1)
-        assert ready_file.exists(), (
-            f"the meeting never had media flowing: {(work / 'traffic.log').read_text()[-1500:]}"
-        )
-        meeting = json.loads(ready_file.read_text())
-        assert not meeting.get("error"), meeting.get("error")
+    with call_traffic(work, outputs, meeting_seconds=MEETING_SECONDS) as meeting:
         print(f"meeting {meeting['room']} on {meeting['node']}; upgrading to {current}")
-
         # 3. The upgrade, as an SRE runs it.
-        rc, log = run(
-            [sys.executable, "-m", "visio_infra.cli", "upgrade", STACK, "--yes", "--role", "sfu"],
-            timeout=1800,
-        )
-        stop_file.touch()
-        traffic.wait(timeout=MEETING_SECONDS + 300)
-    finally:
-        stop_file.touch()
-        if traffic.poll() is None:
-            traffic.kill()
-        outputs_file.unlink(missing_ok=True)
-        traffic_log.close()
+        rc, log = visio("upgrade", STACK, "--yes", "--role", "sfu")
     assert rc == 0, "visio upgrade failed (see its output above)"
-    report = json.loads(report_file.read_text())
+    report = json.loads((work / "traffic.json").read_text())
     meeting, probe = report["meeting"], report["probe"]
-    # visio upgrade already printed its UPGRADE-FIGURE lines (echoed above): keep them, do not repeat.
-    figures = [line for line in log.splitlines() if line.startswith("UPGRADE-FIGURE")]
+    # visio upgrade already printed its UPGRADE-FIGURE lines (echoed above): they are not repeated.
     join_ms = sorted(probe["join_ms"]) or [0]
     print(
         f"UPGRADE-TRAFFIC stack={STACK} meeting_node={meeting.get('node')} "
@@ -200,13 +148,13 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
     )
     assert probe["joins"] >= 10 and not probe["failures"], f"probe joins failed: {probe['failures']}"
     assert probe["ok"] == probe["joins"]
-    drained = [line for line in figures if "status=done" in line and "role=sfu" in line]
-    assert len(drained) == len(sfu_nodes), f"expected every SFU node upgraded: {figures}"
-    meeting_figure = next(line for line in drained if f"node={meeting['node']} " in line)
-    drain = float(re.search(r"drain_seconds=([0-9.]+)", meeting_figure).group(1))  # type: ignore[union-attr]
+    drained = [f for f in rollout_figures(log, "sfu") if f["status"] == "done"]
+    assert len(drained) == len(sfu_nodes), f"expected every SFU node upgraded: {drained}"
+    meeting_figure = next(f for f in drained if f["node"] == meeting["node"])
+    drain = float(meeting_figure["drain_seconds"])
     assert drain > 10, f"the meeting's node should have waited for the meeting to leave; drained in {drain} s"
     running = running_livekit(inventory)
     assert all(f"/{current}/" in exe for exe in running.values()), f"not all on {current}: {running}"
 
-    rc, _ = run([sys.executable, "-m", "visio_infra.cli", "verify", STACK], timeout=1800)
+    rc, _ = visio("verify", STACK)
     assert rc == 0, "visio verify lab failed after the upgrade"
