@@ -66,6 +66,18 @@ def test_every_shipped_stack_loads(stack_config: StackConfig, stack_name: str) -
     assert stack_config.ministry.slug == stack_name
 
 
+def test_stack_files_are_written_the_way_pulumi_rewrites_them(stack_name: str) -> None:
+    """`pulumi stack init` / `pulumi config set` re-serialise the whole file with one space before an
+    inline comment; a file written otherwise shows a spurious diff after the engineer's first command."""
+    path = STACKS_DIR / f"Pulumi.{stack_name}.yaml"
+    offending = [
+        f"{path.name}:{number}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.lstrip() and not line.lstrip().startswith("#") and "  #" in line
+    ]
+    assert not offending, f"use one space before an inline comment: {offending}"
+
+
 def test_there_are_at_least_four_ministries_on_different_clouds_and_sizes() -> None:
     configs = [load_stack_file(STACKS_DIR / f"Pulumi.{name}.yaml") for name in MINISTRY_STACKS]
     assert len(configs) >= 4
