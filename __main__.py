@@ -2,5 +2,8 @@
 
 from visio_infra.config import load_from_pulumi
 from visio_infra.deployment import build_deployment
+from visio_infra.provider_plugins import require_plugins
 
-build_deployment(load_from_pulumi())
+config = load_from_pulumi()
+require_plugins(config)  # a missing provider plugin is named, with its fix, before any resource
+build_deployment(config)

@@ -71,7 +71,7 @@ const (
 	// How often the engine is pinged; when it stops answering, the host shuts down.
 	engineHealthInterval = 5 * time.Minute
 
-	// How long a cancelled program gets between SIGINT and SIGKILL.
+	// How long a cancelled program gets between SIGTERM and SIGKILL.
 	interruptGrace = 5 * time.Second
 )
 
@@ -456,9 +456,11 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	// Shared stdout/stderr: the CLI reads ours and shows every line to the user.
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
-	// On cancellation, give Python a chance to stop cleanly (KeyboardInterrupt) before killing it.
+	// On cancellation (the engine failed elsewhere, or the user pressed Ctrl-C), end the program with
+	// SIGTERM, then SIGKILL after a grace period. Not SIGINT: Python turns that into a
+	// KeyboardInterrupt whose two tracebacks would bury the engine's own error message.
 	cmd.Cancel = func() error {
-		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			return cmd.Process.Kill()
 		}
 		return nil
