@@ -164,15 +164,21 @@ def build_plan(
         if role not in selected or target is None:
             unchanged += [n.name for n in members]
             continue
-        todo = list(members) if restart else [n for n in members if n.version != target]
-        unchanged += [n.name for n in members if n not in todo]
+        # A node with no installed version (a new host, or one that reported nothing) has no call
+        # to protect and nothing to upgrade: the converge installs the target on it.
+        fresh = [n for n in members if n.version is None]
+        notes += [f"{n.name}: no {role} version installed; the converge installs {target}" for n in fresh]
+        installed = [n for n in members if n.version is not None]
+        todo = list(installed) if restart else [n for n in installed if n.version != target]
+        unchanged += [n.name for n in installed if n not in todo]
         if not todo:
             continue
         if role in DRAINED_ROLES:
             serving = sum(1 for n in members if n.serving)
             for node in sorted(todo, key=_order_key):
                 left = serving - (1 if node.serving else 0)
-                if left < min_serving:
+                # Taking a node that is already out of rotation costs no capacity.
+                if node.serving and left < min_serving:
                     problems.append(
                         f"{role}: draining {node.name} would leave {left} serving {role} node(s), "
                         f"fewer than upgrade.min_serving = {min_serving} ({serving} of {len(members)} "

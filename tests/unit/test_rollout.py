@@ -46,8 +46,26 @@ def test_sfu_one_at_a_time_emptiest_first() -> None:
 def test_node_out_of_service_goes_first_and_costs_no_capacity() -> None:
     # Two SFU nodes, min_serving 1, one already down: upgrading it first is allowed, and the
     # healthy one may still drain afterwards because the down one is back by then (health gate).
-    plan = build_plan([sfu("sfu-1"), sfu("sfu-2", serving=False, version=None)], {"sfu": NEW}, min_serving=1)
+    plan = build_plan([sfu("sfu-1"), sfu("sfu-2", serving=False)], {"sfu": NEW}, min_serving=1)
     assert nodes_of(plan) == ["sfu-2", "sfu-1"]
+
+
+def test_a_role_with_every_node_down_is_upgraded_node_by_node() -> None:
+    # Nothing serves, so no call can be cut: each node comes back through its health gate.
+    plan = build_plan([sfu("sfu-1", serving=False), sfu("sfu-2", serving=False)], {"sfu": NEW}, min_serving=1)
+    assert nodes_of(plan) == ["sfu-1", "sfu-2"]
+
+
+def test_hosts_without_the_service_are_left_to_the_converge() -> None:
+    # New hosts (e.g. machines recreated in the same `pulumi up` as a version change): nothing to
+    # drain or upgrade; this once refused the whole `up` with "0 of 2 serving".
+    nodes = [sfu("sfu-1", version=None, serving=False), sfu("sfu-2", version=None, serving=False)]
+    plan = build_plan(nodes, {"sfu": NEW}, min_serving=1)
+    assert plan.empty
+    assert any(f"sfu-1: no sfu version installed; the converge installs {NEW}" in n for n in plan.notes)
+    mixed = build_plan([sfu("sfu-1", version=None, serving=False), sfu("sfu-2", load=3), sfu("sfu-3")],
+                       {"sfu": NEW}, min_serving=1)
+    assert nodes_of(mixed) == ["sfu-3", "sfu-2"]
 
 
 def test_nodes_on_target_are_untouched() -> None:
