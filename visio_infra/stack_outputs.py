@@ -20,12 +20,31 @@ class StackOutputsError(RuntimeError):
     """The stack's outputs could not be read (no such stack, no state, no pulumi)."""
 
 
-def pulumi_env() -> dict[str, str]:
-    """Environment for the Pulumi CLI: nothing fetched at run time, local state by default."""
-    env = dict(os.environ)
+SAAS_BACKEND_MARKER = "pulumi.com"
+"""State on Pulumi Cloud (a US service) is refused: Visio state stays on the ministry's storage."""
+
+
+def backend_problem(url: str) -> str | None:
+    """Why `url` may not hold a Visio stack's state, or None."""
+    if SAAS_BACKEND_MARKER in url.lower():
+        return (
+            f"PULUMI_BACKEND_URL points at Pulumi Cloud ({url}): Visio state must stay on the ministry's "
+            "own storage; use file://DIR or s3://BUCKET?endpoint=HOST&s3ForcePathStyle=true&region=R "
+            "on the sovereign cloud, or unset it for the local file backend"
+        )
+    return None
+
+
+def pulumi_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the Pulumi CLI: nothing fetched at run time, local state by default,
+    never Pulumi Cloud."""
+    env = dict(os.environ if environ is None else environ)
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
     env.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
     env.setdefault("PULUMI_BACKEND_URL", f"file://{ROOT / '.pulumi-state'}")
+    problem = backend_problem(env["PULUMI_BACKEND_URL"])
+    if problem:
+        raise StackOutputsError(problem)
     toolchain = Path(env.get("VISIO_TOOLCHAIN_DIR", Path.home() / ".cache" / "visio-toolchain")) / "bin"
     env["PATH"] = f"{toolchain}:{env.get('PATH', '')}"
     return env
