@@ -23,7 +23,6 @@ from pulumi_mocks import (
     ProgramRun,
     raw_of,
     run_program,
-    sample_stack_raw,
     stack_run,
 )
 
@@ -377,21 +376,25 @@ def test_lab_shares_secrets_and_output_contract(lab):
     assert len(generated) == 7  # LiveKit key and secret, TURN, DB x2, Redis, backup passphrase
 
 
-@pytest.mark.parametrize(
-    "section, value, message",
-    [
-        ("network", {"admin_cidrs": ["0.0.0.0/0"]}, "visio:network.admin_cidrs"),
-        ("audience", {"users": 0}, "visio:audience.users"),
-        ("typo", {"x": 1}, "visio:typo"),
-    ],
-)
-def test_invalid_config_registers_no_resource(section, value, message):
-    raw = sample_stack_raw()
-    key = f"visio:{section}"
-    raw[key] = {**raw[key], **value} if isinstance(raw.get(key), dict) else value
-    with pytest.raises(pulumi.RunError, match=message):
-        run_program(raw, "invalid")
-    from pulumi_mocks import LAST_MONITOR
+def _mistakes():
+    from test_config import INVALID
+
+    return [pytest.param(base, mutate, field, id=case_id) for case_id, base, mutate, field, _valid in INVALID]
+
+
+@pytest.mark.parametrize(("base", "mutate", "field"), _mistakes())
+def test_every_mistake_in_the_table_stops_the_real_program_before_any_resource(base, mutate, field):
+    """The whole table of mistakes (tests/unit/test_config.py), through the real program under mocks."""
+    from test_config import _raw
+
+    raw = _raw(base)
+    mutate(raw)
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(raw, base)
+    message = str(caught.value)
+    assert message.startswith(f"stacks/Pulumi.{base}.yaml: "), message
+    assert f"\n  - {field}:" in message, message
+    from pulumi_mocks import LAST_MONITOR  # set by run_program
 
     assert LAST_MONITOR.requests == {}
 
