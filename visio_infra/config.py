@@ -146,6 +146,9 @@ class OpenStackCloud(_NodeSources):
     dns_zone: Annotated[str, Field(min_length=3)]
     ssh_public_keys: Annotated[list[str], Field(min_length=1)]
     """Operators' SSH public keys, installed for the admin user through cloud-init."""
+    server_group_max_members: Annotated[int, Field(ge=2, le=1000)] = 10
+    """Most servers Nova accepts in one server group (its `server_group_members` quota, 10 by
+    default). A role with more nodes is split into several strict anti-affinity groups."""
 
     @model_validator(mode="after")
     def _auth(self) -> OpenStackCloud:

@@ -84,6 +84,20 @@ def plan_nodes(config: StackConfig, counts: Mapping[str, int]) -> list[NodeSpec]
     return nodes
 
 
+def server_group_number(node: NodeSpec, max_members: int) -> int:
+    """Which anti-affinity group of its role `node` joins (1, 2, ...), at most `max_members` each.
+
+    Nova refuses a server group beyond its `server_group_members` quota, and a strict group of N
+    servers needs N hypervisors. Filling groups in index order keeps every existing node in its
+    group when the role grows (a changed group would replace the server): the 11th SFU node opens
+    group 2, nodes 1-10 stay in group 1. Within a group no two nodes share a hypervisor, so losing
+    one hypervisor costs at most one node per group.
+    """
+    if max_members < 1:
+        raise ValueError("max_members must be at least 1")
+    return node.index // max_members + 1
+
+
 def nodes_by_role(nodes: list[NodeSpec]) -> dict[str, list[NodeSpec]]:
     grouped: dict[str, list[NodeSpec]] = {role: [] for role in TIER_OF_ROLE}
     for node in nodes:

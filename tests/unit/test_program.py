@@ -181,14 +181,42 @@ def test_each_port_is_in_its_own_role_group_only(run):
         assert [groups[g] for g in port.inputs["securityGroupIds"]] == [_role(port)]
 
 
-def test_anti_affinity_server_group_per_role(run, config):
+def test_anti_affinity_server_groups_per_role_within_nova_quota(run, config):
     counts = plan(config).counts
-    server_groups = {r.inputs["name"].rsplit("-", 1)[1]: r for r in run.of_type(T_SERVER_GROUP)}
-    assert set(server_groups) == {role for role, n in counts.items() if n}
-    for group in server_groups.values():
-        assert group.inputs["policies"] == "anti-affinity"
+    limit = config.cloud.server_group_max_members
+    groups = _by_id(run, T_SERVER_GROUP)
+    members: dict[str, list[str]] = {gid: [] for gid in groups}
     for instance in run.of_type(T_INSTANCE):
-        assert instance.inputs["schedulerHints"] == [{"group": f"{server_groups[_role(instance)].name}-id"}]
+        [hint] = instance.inputs["schedulerHints"]
+        group = groups[hint["group"]]
+        assert group.inputs["name"].startswith(f"visio-{config.ministry.slug}-{_role(instance)}")
+        members[hint["group"]].append(instance.name)
+    roles_with_nodes = {role for role, n in counts.items() if n}
+    for gid, group in groups.items():
+        assert group.inputs["policies"] == "anti-affinity"
+        assert 1 <= len(members[gid]) <= limit, (group.inputs["name"], len(members[gid]))
+    for role in roles_with_nodes:
+        role_groups = sorted(g.inputs["name"] for g in groups.values() if _role_of_group(g, config) == role)
+        expected = -(-counts[role] // limit)
+        suffixes = [""] + [f"-{k}" for k in range(2, expected + 1)]
+        assert role_groups == sorted(f"visio-{config.ministry.slug}-{role}{x}" for x in suffixes)
+
+
+def _role_of_group(group, config) -> str:
+    return group.inputs["name"].removeprefix(f"visio-{config.ministry.slug}-").split("-")[0]
+
+
+def test_a_role_beyond_the_group_quota_keeps_its_first_nodes_in_group_one():
+    """Growing a role never moves an existing node to another group (that would replace it)."""
+    from visio_infra.topology import server_group_number
+
+    raw = raw_of("culture")
+    raw["visio:cloud"] = {**raw["visio:cloud"], "server_group_max_members": 2}
+    config = parse_stack_config(raw, source="x")
+    small = plan_nodes(config, {"sfu": 3})
+    grown = plan_nodes(config, {"sfu": 5})
+    assert [server_group_number(n, 2) for n in small] == [1, 1, 2]
+    assert [server_group_number(n, 2) for n in grown] == [1, 1, 2, 2, 3]
 
 
 def test_boot_from_volume_and_encrypted_db_data_volumes(run, config):

@@ -14,7 +14,7 @@ from visio_infra.openstack.node import NodeArgs, OpenStackNode
 from visio_infra.openstack.security import SecurityGroups, SecurityGroupsArgs
 from visio_infra.pricing import BOOT_VOLUME_GIB
 from visio_infra.sizing import db_volume_gib
-from visio_infra.topology import PUBLIC_ROLES, TIER_OF_ROLE
+from visio_infra.topology import PUBLIC_ROLES, TIER_OF_ROLE, server_group_number
 
 SERVER_GROUP_POLICY = "anti-affinity"
 """Strict: two nodes of a role never share a hypervisor, so losing one host loses at most one node
@@ -65,13 +65,19 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
         security = SecurityGroups(
             f"{name}-security", SecurityGroupsArgs(config=config, counts=counts), opts=child
         )
-        server_groups = {
-            role: openstack.compute.ServerGroup(
-                f"{name}-{role}-group", name=f"visio-{slug}-{role}", policies=SERVER_GROUP_POLICY, opts=child
-            )
-            for role in ROLES
-            if counts[role]
-        }
+        # One strict anti-affinity group per role, or several when the role outgrows Nova's
+        # server_group_members quota. Group 1 keeps the unnumbered names, so growing never renames it.
+        server_groups: dict[tuple[str, int], openstack.compute.ServerGroup] = {}
+        for spec in args.nodes:
+            key = (spec.role, server_group_number(spec, cloud.server_group_max_members))
+            if key not in server_groups:
+                suffix = "" if key[1] == 1 else f"-{key[1]}"
+                server_groups[key] = openstack.compute.ServerGroup(
+                    f"{name}-{spec.role}-group{suffix}",
+                    name=f"visio-{slug}-{spec.role}{suffix}",
+                    policies=SERVER_GROUP_POLICY,
+                    opts=child,
+                )
         keypair = openstack.compute.Keypair(
             f"{name}-keypair", name=f"visio-{slug}", public_key=cloud.ssh_public_keys[0], opts=child
         )
@@ -96,7 +102,9 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
                     network_id=network.network_id,
                     subnet_id=network.subnet_ids[TIER_OF_ROLE[spec.role]],
                     security_group_id=security.group_ids[spec.role],
-                    server_group_id=server_groups[spec.role].id,
+                    server_group_id=server_groups[
+                        (spec.role, server_group_number(spec, cloud.server_group_max_members))
+                    ].id,
                     key_pair=keypair.name,
                     user_data=user_data(config, spec),
                     external_network=cloud.external_network if spec.role in PUBLIC_ROLES else None,
