@@ -3,12 +3,27 @@ rules, sshd and nftables parsing, file-mode rules, and the runner's masking and 
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 from tests.verify import expectations as ex
 from visio_infra.config import load_stack_file, stack_file
 from visio_infra.security_rules import LIVEKIT_HTTP_PORT, REDIS_PORT, TURN_PORT
-from visio_infra.verify import find_host, mask, render_summary, secret_values, summarise
+from visio_infra.verify import (
+    call_lines,
+    encoded_forms,
+    find_host,
+    mask,
+    mask_file,
+    mask_reports,
+    read_call_reports,
+    render_summary,
+    run_report_files,
+    secret_values,
+    summarise,
+)
 
 ANY = "0.0.0.0"  # noqa: S104 (a wildcard listener as /proc/net reports it; nothing binds here)
 
@@ -28,13 +43,15 @@ PROC_TCP6 = """  sl  local_address remote_address st ...
 
 def _lab():
     config = load_stack_file(stack_file("lab"))
-    inventory = {"groups": {
-        "sfu": [{"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": "10.77.0.74"}],
-        "turn": [{"name": "lab-turn-1", "private_ip": "10.77.0.82", "public_ip": "10.77.0.82"}],
-        "db": [{"name": "lab-db-1", "private_ip": "10.77.0.105", "public_ip": None}],
-        "redis": [{"name": "lab-redis-1", "private_ip": "10.77.0.113", "public_ip": None}],
-        "bastion": [],
-    }}
+    inventory = {
+        "groups": {
+            "sfu": [{"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": "10.77.0.74"}],
+            "turn": [{"name": "lab-turn-1", "private_ip": "10.77.0.82", "public_ip": "10.77.0.82"}],
+            "db": [{"name": "lab-db-1", "private_ip": "10.77.0.105", "public_ip": None}],
+            "redis": [{"name": "lab-redis-1", "private_ip": "10.77.0.113", "public_ip": None}],
+            "bastion": [],
+        }
+    }
     return config, inventory
 
 
@@ -60,7 +77,8 @@ def test_compare_listeners_names_missing_and_extra():
     config, inventory = _lab()
     plan = ex.listener_plan(config, inventory, "sfu")
     listeners = [
-        ex.Listener("tcp", ANY, 22), ex.Listener("tcp", ANY, 443),
+        ex.Listener("tcp", ANY, 22),
+        ex.Listener("tcp", ANY, 443),
         ex.Listener("tcp", "10.77.0.74", config.ports.sfu_ice_tcp_port),
         ex.Listener("tcp", "10.77.0.74", LIVEKIT_HTTP_PORT),  # private only: allowed
         ex.Listener("tcp", "127.0.0.1", 6379),  # loopback: the node's business
@@ -113,8 +131,12 @@ def test_role_facts_resolve_simple_references(tmp_path: Path):
 
 
 def test_secret_values_and_mask():
-    outputs = {"livekit_api_secret": "s" * 40, "redis_password": "r" * 40,
-               "database_url": "postgresql://meet:pw-123456@10.0.0.1:5432/meet", "livekit_url": "wss://x"}
+    outputs = {
+        "livekit_api_secret": "s" * 40,
+        "redis_password": "r" * 40,
+        "database_url": "postgresql://meet:pw-123456@10.0.0.1:5432/meet",
+        "livekit_url": "wss://x",
+    }
     values = secret_values(outputs)
     assert "pw-123456" in values and "wss://x" not in values
     assert mask(f"auth {'r' * 40} and pw-123456", values) == "auth ******** and ********"
@@ -123,21 +145,221 @@ def test_secret_values_and_mask():
 def test_summary_groups_results_by_host(tmp_path: Path):
     junit = tmp_path / "j.xml"
     junit.write_text(
-        '<testsuites><testsuite>'
+        "<testsuites><testsuite>"
         '<testcase classname="tests.verify.test_all" name="test_ssh_hardening[lab-sfu-1]"/>'
         '<testcase classname="tests.verify.test_turn" name="test_turn_listener[lab-turn-1-udp-3478]">'
         '<failure message="AssertionError: lab-turn-1 udp/3478: allocation refused">x</failure></testcase>'
         '<testcase classname="tests.verify.test_db" name="test_wrong_password_refused"/>'
-        '</testsuite></testsuites>'
+        "</testsuite></testsuites>"
     )
     _, inventory = _lab()
     results = summarise(junit, inventory)
     assert results[("sfu", "lab-sfu-1")].passed == ["test_all::test_ssh_hardening"]
     assert results[("turn", "lab-turn-1")].failed[0][0] == "test_turn::test_turn_listener[udp-3478]"
-    assert results[("stack", "-")].passed == ["test_db::test_wrong_password_refused"]
+    assert results[("db", "(all)")].passed == ["test_db::test_wrong_password_refused"]
     text = render_summary(results, 1.0)
     assert "1 check(s) FAILED" in text and "allocation refused" in text
     assert find_host("lab-sfu-10-x", {"lab-sfu-1": "sfu", "lab-sfu-10": "sfu"}) == "lab-sfu-10"
+
+
+def test_summary_files_db_checks_under_the_db_role(tmp_path: Path):
+    # test_db.py takes `primary`/`replicas` fixtures, so its testcases carry no host parameter.
+    junit = tmp_path / "j.xml"
+    junit.write_text(
+        "<testsuites><testsuite>"
+        '<testcase classname="tests.verify.test_db" name="test_replicas_stream_with_bounded_lag">'
+        '<failure message="AssertionError: lab-db-2 not replicating">x</failure></testcase>'
+        '<testcase classname="tests.verify.test_db" name="test_a_backup_exists"/>'
+        '<testcase classname="tests.verify.test_db" name="test_some_db_check[lab-db-1]"/>'
+        '<testcase classname="tests.verify.test_all" name="test_ssh_hardening[lab-db-1]"/>'
+        '<testcase classname="tests.verify.test_all" name="test_stack_wide_thing"/>'
+        "</testsuite></testsuites>"
+    )
+    _, inventory = _lab()
+    results = summarise(junit, inventory)
+    assert set(results) == {("db", "(all)"), ("db", "lab-db-1"), ("stack", "-")}
+    assert results[("db", "(all)")].passed == ["test_db::test_a_backup_exists"]
+    assert results[("db", "(all)")].failed == [
+        ("test_db::test_replicas_stream_with_bounded_lag", "AssertionError: lab-db-2 not replicating")
+    ]
+    assert sorted(results[("db", "lab-db-1")].passed) == [
+        "test_all::test_ssh_hardening",
+        "test_db::test_some_db_check",
+    ]
+    assert results[("stack", "-")].passed == ["test_all::test_stack_wide_thing"]
+    text = render_summary(results, 2.0)
+    assert any(line.split()[:3] == ["db", "(all)", "FAILED"] for line in text.splitlines())
+    # "(all)" is not a host: one host (lab-db-1) was checked.
+    assert "5 checks on 1 hosts" in text
+
+
+def test_summary_without_the_role_in_the_inventory_keeps_the_stack_heading(tmp_path: Path):
+    junit = tmp_path / "j.xml"
+    junit.write_text(
+        '<testsuites><testcase classname="tests.verify.test_db" name="test_a_backup_exists"/></testsuites>'
+    )
+    results = summarise(junit, {"groups": {"sfu": [{"name": "lab-sfu-1"}]}})
+    assert list(results) == [("stack", "-")]
+
+
+DIRECT_CALL = {
+    "mode": "direct",
+    "url": "wss://10.77.0.74:443",
+    "passed": True,
+    "error": "",
+    "first_video_ms": 1500.4,
+    "video_frames": 10,
+    "audio_frames": 38,
+    "subscriber_pair": {
+        "local": {
+            "type": "host",
+            "protocol": "udp",
+            "address": "192.0.2.2",
+            "port": 35629,
+            "relay_protocol": "",
+            "url": "",
+        },
+        "remote": {
+            "type": "host",
+            "protocol": "udp",
+            "address": "10.77.0.74",
+            "port": 50044,
+            "relay_protocol": "",
+            "url": "",
+        },
+    },
+    "publisher_pair": {},
+}
+RELAY_CALL = {
+    "mode": "relay",
+    "passed": True,
+    "error": "",
+    "first_video_ms": 1615.5,
+    "video_frames": 12,
+    "subscriber_pair": {
+        "local": {
+            "type": "relay",
+            "protocol": "udp",
+            "address": "10.77.0.84",
+            "port": 49629,
+            "relay_protocol": "tcp",
+            "url": "turn:10.77.0.84:3478?transport=tcp",
+        },
+        "remote": {"type": "srflx", "protocol": "udp", "address": "10.77.0.74", "port": 50098},
+    },
+}
+FAILED_CALL = {
+    "mode": "relay-tls",
+    "passed": False,
+    "error": "no relay candidate",
+    "first_video_ms": None,
+    "video_frames": 0,
+    "subscriber_pair": {},
+}
+
+
+def test_call_lines_give_node_mode_pair_first_video_and_frames():
+    lines = call_lines([("lab-sfu-2", FAILED_CALL), ("lab-sfu-1", RELAY_CALL), ("lab-sfu-1", DIRECT_CALL)])
+    assert len(lines) == 3
+    direct, relay, failed = lines
+    assert direct.split()[:3] == ["lab-sfu-1", "direct", "ok"]
+    assert "host/udp 192.0.2.2:35629 -> host/udp 10.77.0.74:50044" in direct
+    assert "first video 1500 ms" in direct and "10 video frames" in direct
+    assert relay.split()[:3] == ["lab-sfu-1", "relay", "ok"]
+    assert "relay/udp 10.77.0.84:49629 (TURN tcp) -> srflx/udp 10.77.0.74:50098" in relay
+    assert "first video 1616 ms" in relay and "12 video frames" in relay
+    assert failed.split()[:3] == ["lab-sfu-2", "relay-tls", "FAILED"]
+    assert "no candidate pair" in failed and "no video" in failed and "0 video frames" in failed
+    assert all("\n" not in line for line in lines)
+    text = render_summary({}, 1.0, lines)
+    assert text.index("Calls") < text.index(direct) < text.index(relay) < text.index("0 checks")
+    assert "Calls" not in render_summary({}, 1.0)
+
+
+def test_read_call_reports_takes_the_node_from_the_file_name(tmp_path: Path):
+    (tmp_path / "call-lab-sfu-1-direct.json").write_text(json.dumps(DIRECT_CALL), encoding="utf-8")
+    (tmp_path / "call-ministry-sfu-a-3-relay-tls.json").write_text(json.dumps(FAILED_CALL), encoding="utf-8")
+    (tmp_path / "call-lab-sfu-2-relay.json").write_text("{truncated", encoding="utf-8")
+    (tmp_path / "summary.json").write_text("{}", encoding="utf-8")
+    calls = dict(read_call_reports(tmp_path))
+    assert set(calls) == {"lab-sfu-1", "ministry-sfu-a-3", "lab-sfu-2"}
+    assert calls["lab-sfu-1"] == DIRECT_CALL
+    assert calls["ministry-sfu-a-3"]["mode"] == "relay-tls"
+    broken = calls["lab-sfu-2"]
+    assert (
+        broken["mode"] == "relay" and not broken["passed"] and "call-lab-sfu-2-relay.json" in broken["error"]
+    )
+    assert [line.split()[0] for line in call_lines(read_call_reports(tmp_path))] == [
+        "lab-sfu-1",
+        "lab-sfu-2",
+        "ministry-sfu-a-3",
+    ]
+
+
+SECRET = 'pw&<"x\\y>42'
+"""A secret with characters that XML, JSON and repr escape."""
+
+
+def test_encoded_forms_cover_xml_json_and_repr_escaping():
+    forms = encoded_forms([SECRET])
+    assert SECRET in forms
+    assert "pw&amp;&lt;&quot;x\\y&gt;42" in forms  # XML attribute
+    assert 'pw&amp;&lt;"x\\y&gt;42' in forms  # XML text
+    assert json.dumps(SECRET)[1:-1] in forms
+    assert repr(SECRET)[1:-1] in forms
+    assert [len(form) for form in forms] == sorted((len(form) for form in forms), reverse=True)
+    assert encoded_forms([]) == []
+
+
+def test_mask_file_rewrites_junit_xml_atomically_keeping_its_mode(tmp_path: Path):
+    junit = tmp_path / "verify-lab.xml"
+    message = f"AssertionError: redis answered with password {SECRET}"
+    junit.write_text(
+        "<testsuites><testsuite>"
+        '<testcase classname="tests.verify.test_redis" name="test_password_required[lab-redis-1]">'
+        f"<failure message={quoteattr(message)}>assert {SECRET!r} == ''</failure></testcase>"
+        "</testsuite></testsuites>",
+        encoding="utf-8",
+    )
+    junit.chmod(0o640)
+    assert mask_file(junit, [SECRET]) is True
+    text = junit.read_text(encoding="utf-8")
+    assert "pw&amp;" not in text and "42" not in text and "x\\" not in text
+    assert text.count("********") == 2
+    assert oct(junit.stat().st_mode & 0o777) == oct(0o640)
+    assert [p.name for p in tmp_path.iterdir()] == ["verify-lab.xml"]  # no temporary file left
+    failure = ET.parse(junit).getroot().find(".//failure")  # noqa: S314 (our own fixture)
+    assert failure is not None
+    assert failure.get("message") == "AssertionError: redis answered with password ********"
+    results = summarise(junit, _lab()[1])
+    assert results[("redis", "lab-redis-1")].failed[0][1].endswith("password ********")
+
+
+def test_mask_reports_masks_call_json_and_leaves_clean_files_alone(tmp_path: Path):
+    report_dir = tmp_path / "verify-lab-20261128-000000"
+    report_dir.mkdir()
+    leaked = dict(FAILED_CALL, error=f"signalling refused key {SECRET}")
+    call = report_dir / "call-lab-sfu-1-relay-tls.json"
+    call.write_text(json.dumps(leaked, indent=2), encoding="utf-8")
+    call.chmod(0o600)
+    clean = report_dir / "call-lab-sfu-1-direct.json"
+    clean.write_text(json.dumps(DIRECT_CALL, indent=2), encoding="utf-8")
+    clean_inode = clean.stat().st_ino
+    summary = report_dir / "summary.json"
+    summary.write_text(json.dumps({"secret": SECRET}), encoding="utf-8")
+    junit = tmp_path / "absent.xml"
+
+    files = run_report_files(junit, report_dir)
+    assert files == [junit, clean, call]
+    assert mask_reports(files, [SECRET]) == [call]
+    masked = json.loads(call.read_text(encoding="utf-8"))
+    assert masked["error"] == "signalling refused key ********"
+    assert masked["mode"] == "relay-tls" and masked["subscriber_pair"] == {}
+    assert call.stat().st_mode & 0o777 == 0o600
+    assert clean.stat().st_ino == clean_inode  # nothing to mask: not rewritten
+    assert not junit.exists()
+    assert json.loads(summary.read_text(encoding="utf-8")) == {"secret": SECRET}  # not the suite's
+    assert mask_reports(files, [SECRET]) == []  # idempotent
 
 
 def test_listener_plan_follows_the_role_design_for_redirects_and_exporters():
@@ -146,15 +368,21 @@ def test_listener_plan_follows_the_role_design_for_redirects_and_exporters():
     plan = ex.listener_plan(config, inventory, "turn", variables, {"coturn-metrics": False})
     assert ("tcp", 5349) not in plan.required and ("tcp", 443) in plan.required
     assert ("tcp", 9641) not in plan.required
-    served = [ex.Listener("tcp", ANY, 22), ex.Listener("tcp", ANY, 443), ex.Listener("tcp", ANY, TURN_PORT),
-              ex.Listener("udp", ANY, TURN_PORT)]
+    served = [
+        ex.Listener("tcp", ANY, 22),
+        ex.Listener("tcp", ANY, 443),
+        ex.Listener("tcp", ANY, TURN_PORT),
+        ex.Listener("udp", ANY, TURN_PORT),
+    ]
     assert ex.compare_listeners(served, plan, "10.77.0.82") == ([], [])
     # A process on the redirected port, or a metrics listener the role did not enable, is reported.
     extra = [*served, ex.Listener("tcp", ANY, 5349), ex.Listener("tcp", ANY, 9641)]
     missing, unexpected = ex.compare_listeners(extra, plan, "10.77.0.82")
     assert missing == []
-    assert unexpected == [f"tcp/{ANY}:5349 (redirected to 443 by the host firewall)",
-                          f"tcp/{ANY}:9641 (coturn-metrics exporter is not enabled)"]
+    assert unexpected == [
+        f"tcp/{ANY}:5349 (redirected to 443 by the host firewall)",
+        f"tcp/{ANY}:9641 (coturn-metrics exporter is not enabled)",
+    ]
     # With the exporter running its port is required again.
     enabled = ex.listener_plan(config, inventory, "turn", variables, {"coturn-metrics": True})
     assert ex.compare_listeners(served, enabled, "10.77.0.82")[0] == ["tcp/9641"]
