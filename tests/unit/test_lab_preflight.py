@@ -54,6 +54,7 @@ def test_bridge_of_another_stack():
         "visio-lab0", SUBNET, "lab", [_link("visio-lab0", "visio-lab:ci")], [], []
     )
     assert "another lab stack (ci)" in message
+    assert "`scripts/lab-clean.sh ci`" in message
 
 
 def test_our_stale_bridge_is_adopted_not_reported():
@@ -95,3 +96,19 @@ def test_raise_if_lists_every_problem():
         preflight.raise_if(["first", "second"])
     assert "  - first\n  - second" in str(error.value)
     preflight.raise_if([])
+
+
+def test_a_full_disk_during_a_command_says_what_to_do(monkeypatch):
+    import subprocess
+
+    from visio_infra.lab import host
+
+    def full(*_args, **_kwargs):
+        return subprocess.CompletedProcess([], 1, "", "cp: error writing 'x/usr/lib/a.so': No space left on device")
+
+    monkeypatch.setattr(subprocess, "run", full)
+    with pytest.raises(LabError) as caught:
+        host.run(["cp", "-a", "a", "b"], "copy the base image")
+    message = str(caught.value)
+    assert "No space left on device" in message and "scripts/lab-clean.sh --images" in message
+    assert host.failure_hint("permission denied") == ""

@@ -38,8 +38,26 @@ def run(
         raise LabError(f"{what}: '{' '.join(cmd)}' did not finish within {timeout:.0f} s") from None
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise LabError(f"{what}: '{' '.join(cmd)}' exited with {result.returncode}: {' | '.join(detail)}")
+        raise LabError(
+            f"{what}: '{' '.join(cmd)}' exited with {result.returncode}: {' | '.join(detail)}"
+            + failure_hint(result.stderr or result.stdout)
+        )
     return result
+
+
+DISK_FULL_HINT = (
+    "; the disk filled up: free space under /var/lib/visio-lab (e.g. `scripts/lab-clean.sh --images` "
+    "removes old cached base images, `df -h /var/lib/visio-lab` shows what is left), then run the "
+    "same command again"
+)
+
+
+def failure_hint(output: str) -> str:
+    """What to do about a failure whose cause the command's output names (disk full, for now): the
+    pre-flight estimate cannot foresee a disk filled by something else during the run."""
+    if "No space left on device" in output or "ENOSPC" in output:
+        return DISK_FULL_HINT
+    return ""
 
 
 def read_sysctl(key: str) -> str:

@@ -87,10 +87,10 @@ def network_problems(
         alias = link.get("ifalias", "")
         kind = (link.get("linkinfo") or {}).get("info_kind", "unknown")
         if alias.startswith(BRIDGE_ALIAS_PREFIX) and alias != ours_alias:
+            other = alias.removeprefix(BRIDGE_ALIAS_PREFIX)
             problems.append(
-                f"interface {bridge} belongs to another lab stack "
-                f"({alias.removeprefix(BRIDGE_ALIAS_PREFIX)}); give this stack another visio:cloud.bridge "
-                "and subnet"
+                f"interface {bridge} belongs to another lab stack ({other}); give this stack another "
+                f"visio:cloud.bridge and subnet, or remove that lab: `{CLEAN_COMMAND.format(stack=other)}`"
             )
         elif alias != ours_alias:
             problems.append(
