@@ -5,6 +5,7 @@
 #
 #   scripts/lab-clean.sh [STACK]            clean one lab stack (default: lab)
 #   scripts/lab-clean.sh --all [--images]   every lab stack on this host (and the image cache)
+#   scripts/lab-clean.sh --old-images       only the cached base images but the newest (frees disk)
 #
 # Afterwards `pulumi up --refresh --stack STACK` rebuilds the lab (refresh notices what is gone).
 set -euo pipefail
@@ -13,12 +14,13 @@ LAB_ROOT=${VISIO_LAB_ROOT:-/var/lib/visio-lab}
 say() { printf '\033[1m[lab-clean]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[lab-clean] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 
-stacks=() images=0 all=0
+stacks=() images=0 old_images=0 all=0
 for arg in "$@"; do
   case "$arg" in
     --images) images=1 ;;
+    --old-images) old_images=1 ;;
     --all) all=1 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     *) stacks+=("$arg") ;;
   esac
@@ -32,7 +34,7 @@ if [ "$all" = 1 ]; then
   # Bridges tagged by the lab whose stack directory is already gone.
   while read -r alias; do stacks+=("${alias#visio-lab:}"); done < <(
     ip -j -d link show type bridge | python3 -c 'import json,sys; [print(l["ifalias"]) for l in json.load(sys.stdin) if l.get("ifalias","").startswith("visio-lab:")]')
-elif [ ${#stacks[@]} = 0 ]; then
+elif [ ${#stacks[@]} = 0 ] && [ "$old_images" = 0 ]; then
   stacks=(lab)
 fi
 
@@ -105,5 +107,18 @@ if [ "$images" = 1 ] && [ -d "$LAB_ROOT/images" ]; then
   awk -v base="$LAB_ROOT/images/" 'index($2, base) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
   say "removing cached base images in $LAB_ROOT/images"; rm -rf --one-file-system "$LAB_ROOT/images"
 fi
+if [ "$old_images" = 1 ] && [ "$images" = 0 ] && [ -d "$LAB_ROOT/images" ]; then
+  # Newest first; the newest (the recipe in use, or the next up rebuilds it) is kept.
+  mapfile -t old < <(ls -1dt "$LAB_ROOT"/images/*/ 2>/dev/null | tail -n +2)
+  for image in "${old[@]}"; do
+    awk -v base="$image" 'index($2, base) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
+    say "removing old base image $image"; rm -rf --one-file-system "$image"
+  done
+  [ ${#old[@]} -gt 0 ] || say "no old base image to remove (the newest one is kept)"
+fi
 rmdir "$LAB_ROOT" 2>/dev/null || true
-say "done; the Pulumi state may still list the removed resources: run \`pulumi up --refresh --stack ${stacks[0]:-lab}\` to rebuild"
+if [ ${#stacks[@]} -gt 0 ]; then
+  say "done; the Pulumi state may still list the removed resources: run \`pulumi up --refresh --stack ${stacks[0]}\` to rebuild"
+else
+  say "done"
+fi

@@ -104,11 +104,12 @@ def test_a_full_disk_during_a_command_says_what_to_do(monkeypatch):
     from visio_infra.lab import host
 
     def full(*_args, **_kwargs):
-        return subprocess.CompletedProcess([], 1, "", "cp: error writing 'x/usr/lib/a.so': No space left on device")
+        error = "cp: error writing 'x/usr/lib/a.so': No space left on device"
+        return subprocess.CompletedProcess([], 1, "", error)
 
     monkeypatch.setattr(subprocess, "run", full)
     with pytest.raises(LabError) as caught:
         host.run(["cp", "-a", "a", "b"], "copy the base image")
     message = str(caught.value)
-    assert "No space left on device" in message and "scripts/lab-clean.sh --images" in message
+    assert "No space left on device" in message and "scripts/lab-clean.sh --old-images" in message
     assert host.failure_hint("permission denied") == ""

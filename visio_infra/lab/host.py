@@ -46,9 +46,9 @@ def run(
 
 
 DISK_FULL_HINT = (
-    "; the disk filled up: free space under /var/lib/visio-lab (e.g. `scripts/lab-clean.sh --images` "
-    "removes old cached base images, `df -h /var/lib/visio-lab` shows what is left), then run the "
-    "same command again"
+    "; the disk filled up: free space under /var/lib/visio-lab (`scripts/lab-clean.sh --old-images` "
+    "removes the cached base images but the newest; `df -h /var/lib/visio-lab` shows what is left), "
+    "then run the same command again"
 )
 
 

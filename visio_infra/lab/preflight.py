@@ -135,7 +135,7 @@ def disk_problems(path: Path, free_bytes: int, needed_bytes: int) -> list[str]:
     return [
         f"not enough disk space under {path}: {needed_bytes / gib:.1f} GiB needed, "
         f"{free_bytes / gib:.1f} GiB free; free {(needed_bytes - free_bytes) / gib:.1f} GiB "
-        "(e.g. `scripts/lab-clean.sh --images` removes old cached base images)"
+        "(e.g. `scripts/lab-clean.sh --old-images` removes the cached base images but the newest)"
     ]
 
 
