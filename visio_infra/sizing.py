@@ -334,6 +334,9 @@ def _sfu(config: StackConfig, offer_: Offer, spares: int, minimum: int) -> tuple
         if meeting["mbps_out"] > per["egress"]:
             sends = _fmt(meeting["mbps_out"])
             return f"largest meeting sends {sends} Mbit/s, one node gives {_fmt(per['egress'])}"
+        if meeting["mbps_in"] > per["ingress"]:
+            receives = _fmt(meeting["mbps_in"])
+            return f"largest meeting receives {receives} Mbit/s, one node gives {_fmt(per['ingress'])}"
         if ports is not None and meeting["udp_ports"] > ports:
             return f"largest meeting needs {meeting['udp_ports']} UDP ports, the range has {ports}"
         return None
@@ -354,7 +357,8 @@ def _sfu(config: StackConfig, offer_: Offer, spares: int, minimum: int) -> tuple
             raise SizingError(
                 "visio:audience.largest_meeting",
                 f"{a.largest_meeting} participants ({_fmt(meeting['vcpu'])} vCPU, "
-                f"{_fmt(meeting['mbps_out'])} Mbit/s out at video_share {a.video_share}) do not fit on one "
+                f"{_fmt(meeting['mbps_out'])} Mbit/s out, {_fmt(meeting['mbps_in'])} Mbit/s in at "
+                f"video_share {a.video_share}) do not fit on one "
                 f"SFU node of any '{offer_.name}' flavor; the largest, {best.name}, holds {holds}. "
                 "A room lives on one node: lower "
                 f"largest_meeting to at most {holds} or add a bigger flavor to the price table",

@@ -131,7 +131,25 @@ def test_largest_meeting_fits_on_one_node(base: str, a: dict[str, Any]) -> None:
     meeting = sfu_load({**a, "peak_participants": a["largest_meeting"]})
     assert meeting["vcpu"] <= node["vcpu"] + 1e-9
     assert meeting["out"] <= node["nic"] + 1e-9
+    assert meeting["in"] <= node["nic"] + 1e-9
     assert 2 * a["largest_meeting"] <= 10001  # the default UDP range, two ports per participant
+
+
+def test_largest_meeting_is_also_checked_on_ingress() -> None:
+    """With coefficients where a participant sends more than it receives, ingress binds first."""
+    config = with_audience(
+        BASES["finances"], users=50_000, peak_participants=5_000, video_share=1.0, largest_meeting=150,
+        turn_share=0.1,
+    )
+    coefficients = config.sizing.coefficients.model_copy(
+        update={"mbps_in_per_video_participant": 200.0, "mbps_out_per_video_participant": 0.5}
+    )
+    config = with_sizing(config, coefficients=coefficients)
+    with pytest.raises(SizingError) as caught:
+        plan(config)
+    assert caught.value.field == "visio:audience.largest_meeting"
+    # 10 Gbit/s NIC x 0.7 usable / 200 Mbit/s in per participant = 35
+    assert "30 000 Mbit/s in" in str(caught.value) and "holds 35." in str(caught.value)
 
 
 @given(bases, audiences(), st.data())
