@@ -53,6 +53,17 @@ def _ip_json(*args: str) -> list[dict]:
     return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout)
 
 
+def _configured_bridge(stack: str) -> str | None:
+    """The bridge name the stack file gives (found even if its alias was lost)."""
+    from visio_infra.config import LabCloud, load_stack_file
+
+    path = Path(__file__).resolve().parents[2] / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return None
+    cloud = load_stack_file(path).cloud
+    return cloud.bridge if isinstance(cloud, LabCloud) else None
+
+
 def host_leftovers(stack: str, root: Path = LAB_ROOT) -> list[str]:
     """Everything of lab stack `stack` still on the host, as readable lines (empty when clean)."""
     from visio_infra.lab.bridge import running_machines
@@ -61,9 +72,12 @@ def host_leftovers(stack: str, root: Path = LAB_ROOT) -> list[str]:
     paths = LabPaths(stack, root)
     found = [f"process {pid} (machine {name})" for name, pid in running_machines(paths).items()]
     found += [f"process {pid} on {paths.machines}" for pid in processes_rooted_in(paths.machines)]
+    bridge = _configured_bridge(stack)
     for link in _ip_json("-d", "link"):
-        if link.get("ifalias") == f"{BRIDGE_ALIAS_PREFIX}{stack}":
+        if link.get("ifalias") == f"{BRIDGE_ALIAS_PREFIX}{stack}" or link.get("ifname") == bridge:
             found.append(f"interface {link['ifname']}")
+        elif bridge and link.get("master") == bridge:
+            found.append(f"interface {link['ifname']} (on bridge {bridge})")
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
     if f"table inet {nft_table(stack)}" in tables.splitlines():
         found.append(f"nftables table inet {nft_table(stack)}")

@@ -31,6 +31,6 @@ def test_base_image_cache_is_kept_for_the_next_up():
         if (LAB_ROOT / "images").exists()
         else []
     )
-    assert images, "the cached base image should survive a destroy (scripts/lab-clean.sh --images removes it)"
+    assert images, "the cached base image should survive a destroy (lab-clean.sh --all --images removes it)"
     assert all(json.loads((p / "visio-lab-image.json").read_text())["suite"] == "bookworm" for p in images)
     assert not any(Path(LAB_ROOT / "images").glob(".tmp-*")), "a half-built image was left behind"
