@@ -177,6 +177,51 @@ def _bastion(config: StackConfig) -> list[Rule]:
     ]
 
 
+WORLDS: tuple[tuple[Literal["IPv4", "IPv6"], str], ...] = (("IPv4", WORLD_V4), ("IPv6", WORLD_V6))
+
+OPEN_EGRESS_ROLES = frozenset({"sfu", "turn"})
+"""Roles that answer clients anywhere (media, relayed peers): any outbound traffic."""
+
+BASE_EGRESS: tuple[tuple[str, Protocol, int], ...] = (
+    ("dns", "udp", 53),
+    ("dns-tcp", "tcp", 53),
+    ("ntp", "udp", 123),
+    ("http", "tcp", 80),  # the Debian package mirror
+    ("https", "tcp", HTTPS_PORT),  # the package mirror, object storage
+)
+"""What every other node may open outbound: names, time, packages. Nothing else leaves a DB, Redis
+or bastion node, so a compromised one cannot reach arbitrary services."""
+
+
+def _to_role(role: str, purpose: str, protocol: Protocol, port: int, target: str) -> Rule:
+    return Rule(role, purpose, "egress", protocol, port, port, "IPv4", remote_role=target)
+
+
+def _egress(role: str, counts: Mapping[str, int]) -> list[Rule]:
+    if role in OPEN_EGRESS_ROLES:
+        return [
+            Rule(role, "egress", "egress", None, None, None, "IPv4", remote_cidr=WORLD_V4),
+            Rule(role, "egress", "egress", None, None, None, "IPv6", remote_cidr=WORLD_V6),
+        ]
+    rules = [
+        Rule(role, f"egress-{purpose}", "egress", protocol, port, port, family, remote_cidr=world)
+        for purpose, protocol, port in BASE_EGRESS
+        for family, world in WORLDS
+    ]
+    if role == "db":
+        # A replica connects to the primary (streaming replication, pg_basebackup, pgBackRest).
+        rules.append(_to_role("db", "egress-postgresql-peers", "tcp", POSTGRES_PORT, "db"))
+    if role == "redis" and counts.get("redis", 1) > 1:
+        rules.append(_to_role("redis", "egress-redis-replication", "tcp", REDIS_PORT, "redis"))
+    if role == "bastion":
+        rules += [
+            _to_role("bastion", f"egress-ssh-{target}", "tcp", SSH_PORT, target)
+            for target in ROLES
+            if target != "bastion"
+        ]
+    return rules
+
+
 def security_rules(config: StackConfig, counts: Mapping[str, int] | None = None) -> dict[str, list[Rule]]:
     """Every allowed flow, per role. `counts` (nodes per role) only adds peer rules when a role has peers."""
     counts = counts or {}
@@ -195,9 +240,7 @@ def security_rules(config: StackConfig, counts: Mapping[str, int] | None = None)
             rules.append(_from_cidr(role, purpose, "tcp", port, port, monitoring))
         if role != "bastion":
             rules.append(_from_role(role, "ssh-bastion", "tcp", SSH_PORT, "bastion"))
-        # Nodes fetch packages, resolve names, sync time, and SFU/TURN answer clients anywhere.
-        rules.append(Rule(role, "egress", "egress", None, None, None, "IPv4", remote_cidr=WORLD_V4))
-        rules.append(Rule(role, "egress", "egress", None, None, None, "IPv6", remote_cidr=WORLD_V6))
+        rules += _egress(role, counts)
         keys = [rule.key for rule in rules]
         assert len(keys) == len(set(keys)), f"duplicate rule keys for {role}: {keys}"
         result[role] = rules

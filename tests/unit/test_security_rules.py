@@ -136,7 +136,26 @@ def test_rule_keys_unique_and_stable(rules):
     assert rules["sfu"][0].key == "signalling-tls-tcp-world-ipv4"
 
 
-def test_egress_explicit_for_both_families(rules):
-    for role_rules in rules.values():
-        egress = {(r.ethertype, r.remote_cidr) for r in role_rules if r.direction == "egress"}
-        assert egress == {("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")}
+def test_media_roles_may_send_anywhere_in_both_families(rules):
+    for role in ("sfu", "turn"):
+        egress = {(r.ethertype, r.remote_cidr, r.protocol) for r in rules[role] if r.direction == "egress"}
+        assert egress == {("IPv4", "0.0.0.0/0", None), ("IPv6", "::/0", None)}
+
+
+def test_db_redis_and_bastion_only_reach_names_time_packages_and_their_peers(rules):
+    allowed_world = {("udp", 53), ("tcp", 53), ("udp", 123), ("tcp", 80), ("tcp", 443)}
+    for role in ("db", "redis", "bastion"):
+        egress = [r for r in rules[role] if r.direction == "egress"]
+        assert all(r.protocol is not None and r.port_min == r.port_max for r in egress), role
+        world = [r for r in egress if r.remote_role is None]
+        assert {(r.protocol, r.port_min) for r in world} == allowed_world, role
+        for ethertype, cidr in (("IPv4", "0.0.0.0/0"), ("IPv6", "::/0")):
+            assert {(r.protocol, r.port_min) for r in world if r.ethertype == ethertype} == allowed_world
+            assert all(r.remote_cidr == cidr for r in world if r.ethertype == ethertype)
+        peers = {(r.remote_role, r.protocol, r.port_min) for r in egress if r.remote_role}
+        expected = {
+            "db": {("db", "tcp", 5432)},
+            "redis": set(),  # one Redis node here: no replication flow
+            "bastion": {(target, "tcp", 22) for target in ("sfu", "turn", "db", "redis")},
+        }[role]
+        assert peers == expected, role
