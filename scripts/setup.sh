@@ -34,7 +34,9 @@ if [ "$(cat .venv/.visio-lock 2>/dev/null)" != "$want" ]; then
   rm -rf .venv
   "$PY" -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  # No build isolation: the project is built with the setuptools just installed from requirements.lock
+  # instead of whatever setuptools release pip would otherwise download into a throw-away environment.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$want" > .venv/.visio-lock
 else
   say "virtualenv .venv is up to date"
