@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,6 @@ def fake(monkeypatch):
 
 def test_recipe_hash_survives_the_trip_through_pulumi():
     """Pulumi turns every number into a float; the recipe holds strings only so its hash is stable."""
-    import json
 
     def floats(value):
         if isinstance(value, int):
@@ -107,3 +107,96 @@ def test_scratch_left_by_a_killed_build_is_discarded(tmp_path, fake):
     (scratch / "half").mkdir(parents=True)
     path, _ = base_image.build(SPEC, tmp_path)
     assert base_image.is_complete(path) and not scratch.exists()
+
+
+# --- The build time, recorded in the marker and reported again when the image is reused ----------
+
+
+class FakeClock:
+    """`time.monotonic` for base_image; the `clock` fixture makes each debootstrap take `build_seconds`."""
+
+    def __init__(self, build_seconds: float):
+        self.now = 1000.0
+        self.build_seconds = build_seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch, fake):
+    clock = FakeClock(42.04)
+    monkeypatch.setattr(base_image, "time", clock)
+
+    def slow_debootstrap(cmd, what, **kwargs):
+        if cmd[0] == "debootstrap":
+            clock.now += clock.build_seconds
+        return FakeHost.__call__(fake, cmd, what, **kwargs)
+
+    monkeypatch.setattr(base_image, "run", slow_debootstrap)
+    return clock
+
+
+@pytest.fixture
+def provider(monkeypatch):
+    """The dynamic provider with the host checks (root, tools, free disk) out of the way."""
+    monkeypatch.setattr(base_image.preflight, "missing_tools", lambda: [])
+    monkeypatch.setattr(base_image.preflight, "root_problems", lambda _euid: [])
+    monkeypatch.setattr(base_image.preflight, "check_disk", lambda _path, _needed: None)
+    return base_image.BaseImageProvider()
+
+
+def _props(root: Path) -> dict:
+    return {"recipe": SPEC, "root": str(root), "machines": 6.0, "path": None, "build_seconds": None}
+
+
+def test_build_records_its_duration_in_the_marker(tmp_path, clock):
+    path, seconds = base_image.build(SPEC, tmp_path)
+    assert seconds == pytest.approx(42.04)
+    assert base_image.recorded_build_seconds(path) == 42.0
+    marker = json.loads((path / base_image.MARKER).read_text())
+    assert {k: v for k, v in marker.items() if k != "build_seconds"} == SPEC  # still the recipe
+    # Reusing the cached image neither rebuilds nor rewrites the figure.
+    clock.build_seconds = 999.0
+    again, seconds = base_image.build(SPEC, tmp_path)
+    assert again == path and seconds == 0.0
+    assert base_image.recorded_build_seconds(path) == 42.0
+
+
+def test_recorded_build_seconds_of_images_without_a_figure(tmp_path):
+    assert base_image.recorded_build_seconds(tmp_path / "absent") is None
+    (tmp_path / base_image.MARKER).write_text(json.dumps(SPEC))  # marker written before it was recorded
+    assert base_image.recorded_build_seconds(tmp_path) is None
+    for junk in ("{not json", "[]", '{"build_seconds": "42"}', '{"build_seconds": true}'):
+        (tmp_path / base_image.MARKER).write_text(junk)
+        assert base_image.recorded_build_seconds(tmp_path) is None, junk
+    (tmp_path / base_image.MARKER).write_text('{"build_seconds": 617}')
+    assert base_image.recorded_build_seconds(tmp_path) == 617.0
+
+
+def test_provider_reports_the_recorded_build_time_when_the_image_is_cached(tmp_path, clock, provider):
+    built = provider.create(_props(tmp_path))
+    assert built.outs["build_seconds"] == 42.0
+    cached = provider.create(_props(tmp_path))  # e.g. the next `pulumi up` after a `pulumi destroy`
+    assert cached.id == built.id and cached.outs["path"] == built.outs["path"]
+    assert cached.outs["build_seconds"] == 42.0
+
+
+def test_provider_reports_zero_for_a_cached_image_built_before_the_figure_was_recorded(
+    tmp_path, fake, provider
+):
+    path, _ = base_image.build(SPEC, tmp_path)
+    (path / base_image.MARKER).write_text(json.dumps(SPEC, sort_keys=True) + "\n")
+    assert provider.create(_props(tmp_path)).outs["build_seconds"] == 0.0
+
+
+def test_build_seconds_never_makes_a_diff(tmp_path, clock, provider):
+    """A no-op `pulumi up` compares the new inputs (build_seconds None) with the stored outputs."""
+    created = provider.create(_props(tmp_path))
+    olds = provider.read(created.id, created.outs).outs
+    assert olds["build_seconds"] == 42.0 and olds["present"] is True
+    diff = provider.diff(created.id, olds, _props(tmp_path))
+    assert diff.changes is False and diff.replaces == []
+    # ...while the recipe still does.
+    other = {**_props(tmp_path), "recipe": base_image.recipe("http://miroir.interieur.gouv.fr/debian")}
+    assert provider.diff(created.id, olds, other).replaces == ["recipe"]

@@ -4,6 +4,8 @@ The image lives in /var/lib/visio-lab/images/<recipe-hash>/ outside the reposito
 temporary directory and renamed into place only when complete (a `visio-lab-image.json` marker is
 the last thing written), so a half-built image is never used. Changing the recipe (packages,
 mirror, customisation version) changes the hash and so builds a new image; machines copy it.
+The marker holds the recipe and how long the build took (`build_seconds`), so the figure survives
+the image being reused by later deployments (`recorded_build_seconds`, read by scripts/bench.sh).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ CUSTOMISATION_VERSION = "1"
 """Bump when `_customise` changes, so the recipe hash (and the cached image) changes with it."""
 
 MARKER = "visio-lab-image.json"
+"""Written last into a complete image: the recipe's keys plus `build_seconds`."""
 
 
 def recipe(mirror: str) -> dict[str, Any]:
@@ -80,6 +83,26 @@ def image_dir(spec: dict[str, Any], root: Path = LAB_ROOT) -> Path:
 
 def is_complete(directory: Path) -> bool:
     return (directory / MARKER).is_file() and (directory / "usr/lib/systemd/systemd").exists()
+
+
+def write_marker(directory: Path, spec: dict[str, Any], seconds: float) -> None:
+    """Mark `directory` as a complete image of `spec` that took `seconds` to build."""
+    marker = {**spec, "build_seconds": round(seconds, 1)}
+    (directory / MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n", encoding="ascii")
+
+
+def recorded_build_seconds(directory: Path) -> float | None:
+    """How long the image in `directory` took to build, as recorded in its marker when it was built.
+
+    None when there is no readable marker, or it predates build times being recorded."""
+    try:
+        marker = json.loads((directory / MARKER).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
+    seconds = marker.get("build_seconds") if isinstance(marker, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    return float(seconds)
 
 
 def tree_size(directory: Path) -> int:
@@ -130,7 +153,8 @@ def _customise(tree: Path, mirror: str) -> None:
 
 
 def build(spec: dict[str, Any], root: Path = LAB_ROOT, log: Any = None) -> tuple[Path, float]:
-    """Return (path, seconds spent building; 0 when cached). Safe against concurrent callers."""
+    """Return (path, seconds spent building by this call; 0 when cached). Safe against concurrent
+    callers. A built image records its build time in its marker (see `recorded_build_seconds`)."""
     target = image_dir(spec, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".build.lock", "w") as lock:
@@ -159,12 +183,13 @@ def build(spec: dict[str, Any], root: Path = LAB_ROOT, log: Any = None) -> tuple
                 timeout=1800,
             )
             _customise(scratch, spec["mirror"])
-            (scratch / MARKER).write_text(json.dumps(spec, sort_keys=True) + "\n", encoding="ascii")
+            seconds = time.monotonic() - started
+            write_marker(scratch, spec, seconds)
             scratch.rename(target)
         except BaseException:
             remove_tree(scratch)
             raise
-        return target, time.monotonic() - started
+        return target, seconds
 
 
 class BaseImageProvider(pulumi.dynamic.ResourceProvider):
@@ -179,6 +204,8 @@ class BaseImageProvider(pulumi.dynamic.ResourceProvider):
         cached = is_complete(image_dir(props["recipe"], root))
         preflight.check_disk(root, disk_needed(int(props.get("machines") or 0), image_cached=cached))
         path, seconds = build(props["recipe"], root)
+        if seconds == 0.0:  # cached: report how long it took when it was built, not this call's 0
+            seconds = recorded_build_seconds(path) or 0.0
         return pulumi.dynamic.CreateResult(
             id_=path.name, outs={**props, "path": str(path), "build_seconds": round(seconds, 1)}
         )
@@ -204,6 +231,8 @@ class BaseImage(pulumi.dynamic.Resource, module="visio-lab", name="BaseImage"):
 
     path: pulumi.Output[str]
     build_seconds: pulumi.Output[float]
+    """How long the image took to build when it was built (also when this deployment reused it from
+    the cache); 0.0 for an image built before build times were recorded in its marker."""
 
     def __init__(
         self,
