@@ -5,7 +5,7 @@
 #
 #   scripts/test.sh          everything
 #   scripts/test.sh lint     ruff, mypy, yamllint, ansible-lint
-#   scripts/test.sh unit     unit tests only
+#   scripts/test.sh unit     unit tests only (Python, and the Go language host)
 #   scripts/test.sh checks   lint then unit tests
 #   scripts/test.sh lab      lab up + verification + lab tests + destroy
 set -euo pipefail
@@ -32,6 +32,10 @@ lint() {
 unit() {
   say "unit tests"
   python -m pytest tests/unit tests/roles -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
+  say "unit tests: the project's Pulumi language host (Go: vet, tests)"
+  (cd toolchain/pulumi-language-python \
+    && export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local \
+    && go vet ./... && go test ./...)
 }
 
 lab() {
