@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,45 @@ def pulumi_up(stack: str, config_file: Path | None = None) -> tuple[int, str]:
             break
         time.sleep(15)
     return rc, log
+
+
+def pulumi_up_interrupted(stack: str, config_file: Path, when: str, timeout: float = 900) -> tuple[int, str]:
+    """`pulumi up` interrupted the hard way once a line containing `when` appears: two Ctrl-C's (the
+    second makes the CLI stop at once, leaving in-flight operations pending), as an operator whose
+    terminal died would. Returns (rc, output)."""
+    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" "${@:2}"'
+    script += " --yes --skip-preview --diff=false"
+    process = subprocess.Popen(
+        ["bash", "-c", script, "pulumi-up", stack, "--config-file", str(config_file)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert process.stdout is not None
+    lines, interrupted = [], False
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        sys.stdout.write(line)
+        lines.append(line)
+        if not interrupted and when in line:
+            interrupted = True
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+        if time.monotonic() > deadline:
+            process.kill()
+            break
+    rc = process.wait()
+    assert interrupted, f"`{when}` never appeared in the output of pulumi up"
+    return rc, "".join(lines)
+
+
+def pending_operations(stack: str) -> list[str]:
+    """URNs of the operations the stack's state still records as in flight."""
+    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi stack export --stack "$1"'
+    done = subprocess.run(
+        ["bash", "-c", script, "export", stack], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    deployment = json.loads(done.stdout)["deployment"]
+    return [op["resource"]["urn"] for op in deployment.get("pending_operations") or []]
 
 
 def private_dir(prefix: str) -> Path:

@@ -17,6 +17,11 @@ coturn drain with a relayed participant (test_turn_rolling_restart_keeps_a_relay
   allocation abandoned by its client on the other node did not hold that node's drain, and
   `visio verify lab` passes on the scaled-out lab. The lab is scaled back to one TURN node after.
 
+An interrupted `pulumi up` converges when run again (test_an_interrupted_up_converges_when_run_again):
+  the scale-out above is first interrupted hard (two Ctrl-C's while the second TURN machine is being
+  created, which leaves its create pending in the state); the same command run again must finish
+  with nothing pending, exactly the inventory's machines on disk and the new node configured.
+
 Why a restart and not a version change: Debian 12 carries one coturn release (4.6.1-1), so there is
 no second version to roll to; the restart takes exactly the upgrade's path (drain, install the
 pinned package, fresh-allocation gate), and is what a libssl security update needs anyway.
@@ -28,13 +33,25 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import call_traffic, private_dir, pulumi_up, rollout_figures, ssh, visio
+from tests.lab.lab_ops import (
+    call_traffic,
+    pending_operations,
+    private_dir,
+    pulumi_up,
+    pulumi_up_interrupted,
+    rollout_figures,
+    run,
+    ssh,
+    visio,
+)
 from visio_infra.config import load_stack_file
+from visio_infra.lab.plan import LabPaths
 from visio_infra.verify import fetch_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,7 +219,12 @@ def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     assert rc == 0, "visio verify lab failed after the TURN rollout"
 
 
-def test_turn_rolling_restart_keeps_a_relayed_call() -> None:
+@pytest.fixture(scope="module")
+def two_turn_lab() -> Iterator[dict[str, Any]]:
+    """The lab scaled out to two TURN nodes, the way an operator whose first attempt was cut off
+    would get there: the first `pulumi up` is interrupted hard while the new machine is being created
+    (its create is left pending in the state), the same command run again must converge. The lab is
+    scaled back to one TURN node at the end of the module."""
     original = STACK_FILE.read_bytes()
     text = original.decode("utf-8")
     assert len(TURN_NODES.findall(text)) == 1, f"expected one sizing.nodes.turn in {STACK_FILE}"
@@ -211,14 +233,46 @@ def test_turn_rolling_restart_keeps_a_relayed_call() -> None:
     scaled.write_text(TURN_NODES.sub(lambda m: f"{m.group(1)}2", text), encoding="utf-8")
 
     started = time.monotonic()
-    rc, _ = pulumi_up(STACK, scaled)
-    assert rc == 0, "pulumi up adding a second TURN node failed (see its output above)"
-    print(f"UPGRADE-FIGURE-TURN stack={STACK} scale_out_seconds={time.monotonic() - started:.1f}")
+    interrupted_rc, _ = pulumi_up_interrupted(STACK, scaled, when=f"{STACK}-turn-2 creating")
+    pending = pending_operations(STACK)
+    interrupted_s = time.monotonic() - started
+    started = time.monotonic()
+    # What the README tells an operator to do after an interrupted lab up.
+    rc, resumed_log = run(["bash", "scripts/lab.sh", "up", "--config-file", str(scaled)], timeout=3600)
+    print(
+        f"UPGRADE-FIGURE-TURN stack={STACK} interrupted_after_seconds={interrupted_s:.1f} "
+        f"pending_after_interrupt={len(pending)} scale_out_seconds={time.monotonic() - started:.1f}"
+    )
     try:
-        _turn_rollout_with_a_relayed_meeting(work, scaled)
+        assert rc == 0, "pulumi up run again after the interrupted scale-out failed (see its output above)"
+        yield {
+            "work": work, "config_file": scaled, "interrupted_rc": interrupted_rc, "pending": pending,
+            "resumed_log": resumed_log,
+        }
     finally:
         started = time.monotonic()
         rc, _ = pulumi_up(STACK)
         print(f"UPGRADE-FIGURE-TURN stack={STACK} scale_in_seconds={time.monotonic() - started:.1f}")
         assert STACK_FILE.read_bytes() == original, f"{STACK_FILE} changed during the test"
-    assert rc == 0, "pulumi up back to one TURN node failed (see its output above)"
+        assert rc == 0, "pulumi up back to one TURN node failed (see its output above)"
+
+
+def test_an_interrupted_up_converges_when_run_again(two_turn_lab: dict[str, Any]) -> None:
+    assert two_turn_lab["interrupted_rc"] != 0, "the interrupted pulumi up should have failed"
+    if two_turn_lab["pending"]:
+        # lab.sh clears what the cut-off create left pending; the machine provider adopts the rest.
+        assert re.search(r"left \d+ operation\(s\) pending: clearing them", two_turn_lab["resumed_log"])
+    assert pending_operations(STACK) == [], "the state still records operations in flight"
+    outputs = fetch_outputs(STACK)
+    inventory = outputs["inventory"]
+    names = sorted(h["name"] for hosts in inventory["groups"].values() for h in hosts)
+    assert [h["name"] for h in inventory["groups"]["turn"]] == [f"{STACK}-turn-1", f"{STACK}-turn-2"]
+    machines = LabPaths(STACK).machines
+    on_disk = sorted(p.name for p in machines.iterdir() if not p.name.startswith("."))
+    assert on_disk == names, f"machine trees under {machines}: {on_disk}, inventory: {names}"
+    # The new node was configured by the resumed run, like any other.
+    assert ssh(inventory, inventory["groups"]["turn"][1], "systemctl is-active coturn") == "active"
+
+
+def test_turn_rolling_restart_keeps_a_relayed_call(two_turn_lab: dict[str, Any]) -> None:
+    _turn_rollout_with_a_relayed_meeting(two_turn_lab["work"], two_turn_lab["config_file"])
