@@ -79,12 +79,24 @@ def report_data(stack: str, config: StackConfig, sizing: SizingPlan) -> dict[str
         "nodes": sum(r["count"] for r in roles),
         "vcpu": sum(r["vcpu"] for r in roles),
         "db_volume_gib": sizing.db_volume_gib,
+        "server_groups": _server_groups(config, roles),
         "monthly_eur": sizing.monthly_eur,
         "yearly_eur": sizing.yearly_eur,
         "licence_eur_per_user_year": LICENCE_EUR_PER_USER_YEAR,
         "licences_yearly_eur": licences,
         "savings_yearly_eur": round(licences - sizing.yearly_eur, 2),
         "infra_eur_per_user_year": round(sizing.yearly_eur / users, 2),
+    }
+
+
+def _server_groups(config: StackConfig, roles: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Anti-affinity groups per role (OpenStack only): Nova caps a group's size by quota."""
+    limit = getattr(config.cloud, "server_group_max_members", None)
+    if limit is None:
+        return None
+    return {
+        "max_members": limit,
+        "per_role": {r["role"]: -(-r["count"] // limit) for r in roles if r["count"]},
     }
 
 

@@ -407,7 +407,8 @@ def _sfu(config: StackConfig, offer_: Offer, spares: int, minimum: int) -> tuple
         Reason(
             "largest meeting on one node",
             f"{a.largest_meeting} × {_fmt(load.vcpu)} = {_fmt(meeting['vcpu'])} vCPU ≤ {_fmt(cpu.per_node)}; "
-            f"{_fmt(meeting['mbps_out'])} ≤ {_fmt(egress.per_node)} Mbit/s out"
+            f"{_fmt(meeting['mbps_out'])} ≤ {_fmt(egress.per_node)} Mbit/s out; "
+            f"{_fmt(meeting['mbps_in'])} ≤ {_fmt(ingress.per_node)} Mbit/s in"
             + (f"; {meeting['udp_ports']} ≤ {_fmt(ports)} UDP ports" if ports is not None else ""),
             "fits",
         )

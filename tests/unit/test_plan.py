@@ -76,6 +76,12 @@ def test_text_report_shows_table_reasoning_and_costs(
     licences = f"{stack_config.audience.users * LICENCE_EUR_PER_USER_YEAR:,.0f}".replace(",", " ")
     assert f"licences replaced:  EUR {licences} per year" in out
     assert "estimates" in out
+    limit = getattr(stack_config.cloud, "server_group_max_members", None)
+    if limit is None:  # the lab has no server groups
+        assert "Anti-affinity server groups" not in out
+    else:
+        groups = ", ".join(f"{r} {-(-n // limit)}" for r, n in expected.counts.items() if n)
+        assert f"(at most {limit} servers each, cloud.server_group_max_members): {groups}." in out
 
 
 def test_ministry_costs_far_less_than_the_licences(capsys: pytest.CaptureFixture[str]) -> None:
