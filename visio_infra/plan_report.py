@@ -17,7 +17,7 @@ from typing import Any
 from visio_infra.config import ROLES, StackConfig, StackConfigError, load_stack_file, stack_file
 from visio_infra.rendering import render
 from visio_infra.sizing import SizingError, SizingPlan, plan
-from visio_infra.topology import TopologyError
+from visio_infra.topology import TopologyError, server_group_count
 
 LICENCE_EUR_PER_USER_YEAR = 10.0
 """Commercial videoconferencing licence cost Visio replaces (the seed's figure: about EUR 1M per year
@@ -96,7 +96,7 @@ def _server_groups(config: StackConfig, roles: list[dict[str, Any]]) -> dict[str
         return None
     return {
         "max_members": limit,
-        "per_role": {r["role"]: -(-r["count"] // limit) for r in roles if r["count"]},
+        "per_role": {r["role"]: server_group_count(r["count"], limit) for r in roles if r["count"]},
     }
 
 

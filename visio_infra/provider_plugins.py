@@ -32,7 +32,7 @@ def needed_plugins(
     The lab needs none: its resources are the project's own dynamic providers.
     """
     if isinstance(config.cloud, OpenStackCloud):
-        return {"openstack": sdk_version(SDK_OF_PLUGIN["openstack"])}
+        return {name: sdk_version(sdk) for name, sdk in SDK_OF_PLUGIN.items()}
     return {}
 
 
@@ -58,10 +58,10 @@ def plugin_problems(stack_file: str, needed: Mapping[str, str], installed: Colle
     for name, version in sorted(needed.items()):
         if f"{name}-v{version}" in installed or name in installed:
             continue
-        sdk = SDK_OF_PLUGIN.get(name, f"pulumi_{name}")
         problems.append(
-            f"{stack_file}: the Pulumi resource plugin `{name}` v{version} (matching {sdk}=={version} in "
-            "requirements.lock) is not installed, and plugins are never downloaded at run time. "
+            f"{stack_file}: the Pulumi resource plugin `{name}` v{version} (matching "
+            f"{SDK_OF_PLUGIN[name]}=={version} in requirements.lock) is not installed, and plugins are "
+            "never downloaded at run time. "
             "Install the binary built for your deployment workstation with "
             f"`pulumi plugin install resource {name} {version} --file ./pulumi-resource-{name}` "
             f"(or put `pulumi-resource-{name}` on PATH); see toolchain/README.md. Nothing was created."

@@ -200,8 +200,8 @@ def _to_role(role: str, purpose: str, protocol: Protocol, port: int, target: str
 def _egress(role: str, counts: Mapping[str, int]) -> list[Rule]:
     if role in OPEN_EGRESS_ROLES:
         return [
-            Rule(role, "egress", "egress", None, None, None, "IPv4", remote_cidr=WORLD_V4),
-            Rule(role, "egress", "egress", None, None, None, "IPv6", remote_cidr=WORLD_V6),
+            Rule(role, "egress", "egress", None, None, None, family, remote_cidr=world)
+            for family, world in WORLDS
         ]
     rules = [
         Rule(role, f"egress-{purpose}", "egress", protocol, port, port, family, remote_cidr=world)

@@ -84,8 +84,9 @@ def plan_nodes(config: StackConfig, counts: Mapping[str, int]) -> list[NodeSpec]
     return nodes
 
 
-def server_group_number(node: NodeSpec, max_members: int) -> int:
-    """Which anti-affinity group of its role `node` joins (1, 2, ...), at most `max_members` each.
+def server_group_number(index: int, max_members: int) -> int:
+    """Which anti-affinity group of its role the node at `index` (0-based, `NodeSpec.index`) joins
+    (1, 2, ...), at most `max_members` each.
 
     Nova refuses a server group beyond its `server_group_members` quota, and a strict group of N
     servers needs N hypervisors. Filling groups in index order keeps every existing node in its
@@ -95,7 +96,12 @@ def server_group_number(node: NodeSpec, max_members: int) -> int:
     """
     if max_members < 1:
         raise ValueError("max_members must be at least 1")
-    return node.index // max_members + 1
+    return index // max_members + 1
+
+
+def server_group_count(count: int, max_members: int) -> int:
+    """How many anti-affinity groups a role of `count` nodes needs (0 for none)."""
+    return server_group_number(count - 1, max_members) if count else 0
 
 
 def nodes_by_role(nodes: list[NodeSpec]) -> dict[str, list[NodeSpec]]:

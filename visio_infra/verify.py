@@ -417,26 +417,19 @@ def main(argv: list[str] | None = None) -> int:
         # before anything reads them, even when the run was interrupted.
         mask_reports(run_report_files(junit, report_dir), secrets)
     if junit.exists():
+        # Built from the files masked above only, so the summary needs no masking of its own.
         results = summarise(junit, outputs["inventory"])
-        print(mask(render_summary(results, elapsed, call_lines(read_call_reports(report_dir))), secrets))
-        (report_dir / "summary.json").write_text(
-            mask(
-                json.dumps(
-                    {
-                        "stack": args.stack,
-                        "seconds": round(elapsed, 1),
-                        "rc": rc,
-                        "hosts": {
-                            f"{role}/{host}": {"passed": len(r.passed), "failed": [n for n, _ in r.failed]}
-                            for (role, host), r in results.items()
-                        },
-                    },
-                    indent=2,
-                ),
-                encoded_forms(secrets),
-            ),
-            encoding="utf-8",
-        )
+        print(render_summary(results, elapsed, call_lines(read_call_reports(report_dir))))
+        summary = {
+            "stack": args.stack,
+            "seconds": round(elapsed, 1),
+            "rc": rc,
+            "hosts": {
+                f"{role}/{host}": {"passed": len(r.passed), "failed": [n for n, _ in r.failed]}
+                for (role, host), r in results.items()
+            },
+        }
+        (report_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         print(f"JUnit XML: {junit}; call reports and summary: {report_dir}")
     else:
         print(f"visio verify: pytest wrote no report (exit {rc})", file=sys.stderr)

@@ -39,15 +39,20 @@ def visio(*args: str, timeout: float = 1800) -> tuple[int, str]:
     return run([sys.executable, "-m", "visio_infra.cli", *args], timeout=timeout)
 
 
+PULUMI_UP = (
+    'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" "${@:2}"'
+    " --yes --skip-preview --diff=false"
+)
+"""`pulumi up` of stack $1 with this checkout's toolchain and state, extra arguments after it."""
+
+
 def pulumi_up(stack: str, config_file: Path | None = None) -> tuple[int, str]:
     """`pulumi up` of `stack`, with `config_file` as its stack config when given (the shared stack
     file stays as is, so other users of the checkout never see a changed file)."""
-    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" "${@:2}"'
-    script += " --yes --skip-preview --diff=false"
     extra = ["--config-file", str(config_file)] if config_file else []
     rc, log = 1, ""
     for _attempt in range(40):  # another user's update holds the stack's lock: wait for it
-        rc, log = run(["bash", "-c", script, "pulumi-up", stack, *extra], timeout=3600)
+        rc, log = run(["bash", "-c", PULUMI_UP, "pulumi-up", stack, *extra], timeout=3600)
         if rc == 0 or "currently locked" not in log:
             break
         time.sleep(15)
@@ -58,10 +63,8 @@ def pulumi_up_interrupted(stack: str, config_file: Path, when: str, timeout: flo
     """`pulumi up` interrupted the hard way once a line containing `when` appears: two Ctrl-C's (the
     second makes the CLI stop at once, leaving in-flight operations pending), as an operator whose
     terminal died would. Returns (rc, output)."""
-    script = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi up --stack "$1" "${@:2}"'
-    script += " --yes --skip-preview --diff=false"
     process = subprocess.Popen(
-        ["bash", "-c", script, "pulumi-up", stack, "--config-file", str(config_file)],
+        ["bash", "-c", PULUMI_UP, "pulumi-up", stack, "--config-file", str(config_file)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert process.stdout is not None

@@ -55,10 +55,9 @@ def _lock() -> dict[str, str]:
 
 
 def _locked(package: str) -> str:
-    text = (ROOT / "requirements.lock").read_text()
-    match = re.search(rf"^{re.escape(package)}==(\S+)$", text, re.MULTILINE | re.IGNORECASE)
-    assert match, f"{package} is not pinned in requirements.lock"
-    return match.group(1)
+    version = _lock().get(_name(package))
+    assert version, f"{package} is not pinned in requirements.lock"
+    return version
 
 
 def test_pulumi_cli_matches_python_sdk():

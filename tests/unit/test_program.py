@@ -215,8 +215,8 @@ def test_a_role_beyond_the_group_quota_keeps_its_first_nodes_in_group_one():
     config = parse_stack_config(raw, source="x")
     small = plan_nodes(config, {"sfu": 3})
     grown = plan_nodes(config, {"sfu": 5})
-    assert [server_group_number(n, 2) for n in small] == [1, 1, 2]
-    assert [server_group_number(n, 2) for n in grown] == [1, 1, 2, 2, 3]
+    assert [server_group_number(n.index, 2) for n in small] == [1, 1, 2]
+    assert [server_group_number(n.index, 2) for n in grown] == [1, 1, 2, 2, 3]
 
 
 def test_boot_from_volume_and_encrypted_db_data_volumes(run, config):

@@ -6,24 +6,15 @@ from importlib import metadata
 from pathlib import Path
 
 from conftest import STACKS_DIR
+from test_pins import _locked
 
 from visio_infra.config import load_stack_file
 from visio_infra.provider_plugins import installed_plugins, needed_plugins, plugin_problems
 
-REPO = STACKS_DIR.parent
-
-
-def _pinned(package: str) -> str:
-    for line in (REPO / "requirements.lock").read_text(encoding="utf-8").splitlines():
-        name, _, version = line.partition("==")
-        if name.strip().lower().replace("-", "_") == package:
-            return version.split(";")[0].split()[0]
-    raise AssertionError(f"{package} is not pinned in requirements.lock")
-
 
 def test_openstack_stacks_need_the_plugin_of_the_pinned_sdk() -> None:
     culture = load_stack_file(STACKS_DIR / "Pulumi.culture.yaml")
-    assert needed_plugins(culture) == {"openstack": _pinned("pulumi_openstack")}
+    assert needed_plugins(culture) == {"openstack": _locked("pulumi_openstack")}
     assert needed_plugins(culture) == {"openstack": metadata.version("pulumi_openstack")}
 
 

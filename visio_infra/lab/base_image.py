@@ -194,7 +194,7 @@ def build(spec: dict[str, Any], root: Path = LAB_ROOT, log: Any = None) -> tuple
 
 class BaseImageProvider(pulumi.dynamic.ResourceProvider):
     """Builds (or finds cached) the base image. Deleting the resource keeps the cache on purpose:
-    it is not part of a deployment; `scripts/lab-clean.sh --images` removes it."""
+    it is not part of a deployment; `scripts/lab-clean.sh --old-images` (or `--all --images`) removes it."""
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         root = Path(props["root"])
@@ -203,9 +203,9 @@ class BaseImageProvider(pulumi.dynamic.ResourceProvider):
         )
         cached = is_complete(image_dir(props["recipe"], root))
         preflight.check_disk(root, disk_needed(int(props.get("machines") or 0), image_cached=cached))
-        path, seconds = build(props["recipe"], root)
-        if seconds == 0.0:  # cached: report how long it took when it was built, not this call's 0
-            seconds = recorded_build_seconds(path) or 0.0
+        path, _ = build(props["recipe"], root)
+        # From the marker, whether this call built the image or found it cached.
+        seconds = recorded_build_seconds(path) or 0.0
         return pulumi.dynamic.CreateResult(
             id_=path.name, outs={**props, "path": str(path), "build_seconds": round(seconds, 1)}
         )

@@ -68,8 +68,9 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
         # One strict anti-affinity group per role, or several when the role outgrows Nova's
         # server_group_members quota. Group 1 keeps the unnumbered names, so growing never renames it.
         server_groups: dict[tuple[str, int], openstack.compute.ServerGroup] = {}
+        group_of: dict[str, openstack.compute.ServerGroup] = {}
         for spec in args.nodes:
-            key = (spec.role, server_group_number(spec, cloud.server_group_max_members))
+            key = (spec.role, server_group_number(spec.index, cloud.server_group_max_members))
             if key not in server_groups:
                 suffix = "" if key[1] == 1 else f"-{key[1]}"
                 server_groups[key] = openstack.compute.ServerGroup(
@@ -78,6 +79,7 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
                     policies=SERVER_GROUP_POLICY,
                     opts=child,
                 )
+            group_of[spec.name] = server_groups[key]
         keypair = openstack.compute.Keypair(
             f"{name}-keypair", name=f"visio-{slug}", public_key=cloud.ssh_public_keys[0], opts=child
         )
@@ -102,9 +104,7 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
                     network_id=network.network_id,
                     subnet_id=network.subnet_ids[TIER_OF_ROLE[spec.role]],
                     security_group_id=security.group_ids[spec.role],
-                    server_group_id=server_groups[
-                        (spec.role, server_group_number(spec, cloud.server_group_max_members))
-                    ].id,
+                    server_group_id=group_of[spec.name].id,
                     key_pair=keypair.name,
                     user_data=user_data(config, spec),
                     external_network=cloud.external_network if spec.role in PUBLIC_ROLES else None,
