@@ -64,6 +64,23 @@ def test_pulumi_cli_matches_python_sdk():
     assert _versions_env()["PULUMI_VERSION"] == _locked("pulumi")
 
 
+def test_resource_plugins_match_their_python_sdks():
+    """The engine asks for the plugin version of the SDK; a different build only warns, then drifts."""
+    env = _versions_env()
+    assert env["OPENSTACK_PLUGIN_VERSION"] == _locked("pulumi_openstack")
+    assert env["RANDOM_PLUGIN_VERSION"] == _locked("pulumi_random")
+
+
+def test_source_archives_are_the_pinned_releases():
+    """Each archive of the source mirror is named after the release it builds, with a sha256 pinned."""
+    env = _versions_env()
+    assert env["LANGUAGE_HOST_ARCHIVE"] == f"pulumi-language-python-{env['PULUMI_VERSION']}.tar.gz"
+    assert env["OPENSTACK_PLUGIN_ARCHIVE"] == f"pulumi-openstack-{env['OPENSTACK_PLUGIN_VERSION']}-provider.tar.gz"
+    assert env["RANDOM_PLUGIN_ARCHIVE"] == f"pulumi-random-{env['RANDOM_PLUGIN_VERSION']}-provider.tar.gz"
+    for key in ("LANGUAGE_HOST_SHA256", "OPENSTACK_PLUGIN_SHA256", "RANDOM_PLUGIN_SHA256"):
+        assert re.fullmatch(r"[0-9a-f]{64}", env[key]), key
+
+
 def test_every_requirement_is_pinned_exactly():
     for line in (ROOT / "requirements.lock").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -87,8 +104,8 @@ def test_build_backend_pins_equal_the_lock():
 
 
 def test_pin_comparison_catches_a_difference():
-    lock = _pins(["pulumi==3.260.0", "pulumi_policy==1.21.0"])
-    assert _differences(_pins(["Pulumi-Policy==1.21.0", "pulumi==3.260.0  # the SDK"]), lock) == []
+    lock = _pins(["pulumi==3.259.0", "pulumi_policy==1.21.0"])
+    assert _differences(_pins(["Pulumi-Policy==1.21.0", "pulumi==3.259.0  # the SDK"]), lock) == []
     assert _differences(_pins(["pulumi-policy==1.20.0"]), lock) == [
         "pulumi-policy==1.20.0 (requirements.lock: 1.21.0)"
     ]
