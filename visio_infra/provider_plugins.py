@@ -1,10 +1,12 @@
 """The Pulumi resource plugins a stack needs, checked before the program registers anything.
 
 Why: `PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION` is always set (nothing is fetched at run time),
-and the OpenStack provider plugin is not packaged by any registry these machines reach. Without
-this check a ministry `pulumi preview`/`up` dies deep inside the engine, its one useful line buried
-in a Python traceback. With it, the run stops before any resource with one line saying which
-plugin, which version and how to install it.
+and the OpenStack provider plugin is not packaged by any registry these machines reach:
+`scripts/toolchain.sh` builds it from the pinned source archive of the mirror and installs it in
+$PULUMI_HOME's plugin cache. Without this check a workstation that skipped that step would see a
+ministry `pulumi preview`/`up` die deep inside the engine, its one useful line buried in a Python
+traceback. With it, the run stops before any resource with one line saying which plugin, which
+version and how to install it.
 
 `plugin_problems` is pure (it judges facts gathered by `installed_plugins`), so every message is
 unit tested; `require_plugins` combines both.
@@ -62,7 +64,8 @@ def plugin_problems(stack_file: str, needed: Mapping[str, str], installed: Colle
             f"{stack_file}: the Pulumi resource plugin `{name}` v{version} (matching "
             f"{SDK_OF_PLUGIN[name]}=={version} in requirements.lock) is not installed, and plugins are "
             "never downloaded at run time. "
-            "Install the binary built for your deployment workstation with "
+            "Build and install it from the pinned source archive with `bash scripts/toolchain.sh plugins` "
+            "(the source mirror is $VISIO_UPSTREAM_DIR), or install a binary built elsewhere with "
             f"`pulumi plugin install resource {name} {version} --file ./pulumi-resource-{name}` "
             f"(or put `pulumi-resource-{name}` on PATH); see toolchain/README.md. Nothing was created."
         )
