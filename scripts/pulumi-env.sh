@@ -2,14 +2,20 @@
 # the pinned toolchain on PATH, self-managed state, nothing fetched at run time, never Pulumi Cloud.
 #
 # State: PULUMI_BACKEND_URL if you set it (production: an S3-compatible bucket on the ministry's own
-# cloud, e.g. 's3://visio-state?endpoint=s3.gra.cloud.ovh.net&s3ForcePathStyle=true&region=gra'),
+# cloud, e.g. 's3://visio-state?endpoint=s3.example.gouv.fr&s3ForcePathStyle=true&region=fr-par'),
 # otherwise a local file backend in <repo>/.pulumi-state (ignored by git).
 # Secrets: the passphrase provider. The lab's passphrase is generated once per machine into
 # ~/.config/visio/lab.passphrase (mode 0600); for a ministry, export PULUMI_CONFIG_PASSPHRASE_FILE.
 
 _visio_root=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)
 export VISIO_TOOLCHAIN_DIR=${VISIO_TOOLCHAIN_DIR:-$HOME/.cache/visio-toolchain}
-case ":$PATH:" in *":$VISIO_TOOLCHAIN_DIR/bin:"*) ;; *) export PATH="$VISIO_TOOLCHAIN_DIR/bin:$_visio_root/.venv/bin:$PATH" ;; esac
+case ":$PATH:" in *":$VISIO_TOOLCHAIN_DIR/bin:"*) ;; *) export PATH="$VISIO_TOOLCHAIN_DIR/bin:$PATH" ;; esac
+# This checkout's virtualenv always comes first, even when another checkout's was put on PATH
+# before (its `visio` would otherwise run, and write its reports into that other checkout).
+_visio_path=":$PATH:"
+_visio_path=${_visio_path//":$_visio_root/.venv/bin:"/:}
+_visio_path=${_visio_path#:}
+export PATH="$_visio_root/.venv/bin:${_visio_path%:}"
 export VISIO_PYTHON="$_visio_root/.venv/bin/python"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
@@ -33,4 +39,4 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; the
   fi
   export PULUMI_CONFIG_PASSPHRASE_FILE="$_visio_pass"
 fi
-unset _visio_root _visio_pass
+unset _visio_root _visio_pass _visio_path
