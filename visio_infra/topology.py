@@ -10,8 +10,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from visio_infra.config import StackConfig
+from visio_infra.pricing import BOOT_VOLUME_GIB
+from visio_infra.sizing import db_volume_gib
 
 FIRST_HOST_OFFSET = 10
 """Addresses below this in each tier are left to the cloud (gateway, DHCP, metadata)."""
@@ -21,6 +24,10 @@ TIER_OF_ROLE = {"sfu": "edge", "turn": "edge", "db": "data", "redis": "data", "b
 
 PUBLIC_ROLES = frozenset({"sfu", "turn", "bastion"})
 """Roles reachable from outside (floating IP in OpenStack). DB and Redis never are."""
+
+TIERS = ("edge", "data", "admin")
+"""One OpenStack subnet each, created whatever the node counts: edge for SFU and TURN (floating IPs),
+data for PostgreSQL and Redis (never public), admin for the bastion."""
 
 
 @dataclass(frozen=True)
@@ -109,3 +116,27 @@ def nodes_by_role(nodes: list[NodeSpec]) -> dict[str, list[NodeSpec]]:
     for node in nodes:
         grouped[node.role].append(node)
     return grouped
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """One Cinder volume the OpenStack program creates for a node."""
+
+    purpose: Literal["boot", "data"]
+    size_gib: int
+    volume_type: str | None
+    """None: the cloud's default volume type."""
+    from_image: bool
+
+
+def node_volumes(config: StackConfig, spec: NodeSpec) -> tuple[VolumeSpec, ...]:
+    """The volumes of one OpenStack node: its boot volume (from the image) and, on DB nodes, the
+    encrypted data volume. The program and the cloud preflight both read this, so the preflight's
+    volume and gigabyte counts are what `pulumi up` creates."""
+    volumes: list[VolumeSpec] = []
+    if getattr(config.cloud, "boot_from", "volume") == "volume":  # `image`: the flavor's local disk
+        volumes.append(VolumeSpec("boot", BOOT_VOLUME_GIB, None, from_image=True))
+    if spec.role == "db":
+        encrypted = getattr(config.cloud, "encrypted_volume_type", None)
+        volumes.append(VolumeSpec("data", db_volume_gib(config), encrypted, from_image=False))
+    return tuple(volumes)

@@ -12,9 +12,7 @@ from visio_infra.infrastructure import InfrastructureArgs
 from visio_infra.openstack.network import NetworkArgs, VisioNetwork
 from visio_infra.openstack.node import NodeArgs, OpenStackNode
 from visio_infra.openstack.security import SecurityGroups, SecurityGroupsArgs
-from visio_infra.pricing import BOOT_VOLUME_GIB
-from visio_infra.sizing import db_volume_gib
-from visio_infra.topology import PUBLIC_ROLES, TIER_OF_ROLE, server_group_number
+from visio_infra.topology import PUBLIC_ROLES, TIER_OF_ROLE, node_volumes, server_group_number
 
 SERVER_GROUP_POLICY = "anti-affinity"
 """Strict: two nodes of a role never share a hypervisor, so losing one host loses at most one node
@@ -85,7 +83,6 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
         )
 
         flavors = {role: args.flavors.get(role) or getattr(cloud.flavors, role) for role in ROLES}
-        data_gib = db_volume_gib(config)
         self.nodes: dict[str, OpenStackNode] = {}
         self.public_ips = {}
         self.ready = list(network.router_interfaces)
@@ -93,6 +90,8 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
             flavor = flavors[spec.role]
             if not flavor:
                 raise ValueError(f"no flavor for role {spec.role}: set visio:cloud.flavors.{spec.role}")
+            volumes = {v.purpose: v for v in node_volumes(config, spec)}
+            boot, data = volumes.get("boot"), volumes.get("data")
             node = OpenStackNode(
                 spec.name,
                 NodeArgs(
@@ -100,7 +99,7 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
                     ministry=slug,
                     flavor=flavor,
                     image_id=image.id,
-                    boot_volume_gib=BOOT_VOLUME_GIB,
+                    boot_volume_gib=boot.size_gib if boot else None,  # None: the flavor's local disk
                     network_id=network.network_id,
                     subnet_id=network.subnet_ids[TIER_OF_ROLE[spec.role]],
                     security_group_id=security.group_ids[spec.role],
@@ -108,8 +107,8 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
                     key_pair=keypair.name,
                     user_data=user_data(config, spec),
                     external_network=cloud.external_network if spec.role in PUBLIC_ROLES else None,
-                    data_volume_gib=data_gib if spec.role == "db" else None,
-                    data_volume_type=cloud.encrypted_volume_type if spec.role == "db" else None,
+                    data_volume_gib=data.size_gib if data else None,
+                    data_volume_type=data.volume_type if data else None,
                     floating_ip_after=list(network.router_interfaces),
                 ),
                 opts=child,

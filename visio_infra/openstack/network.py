@@ -9,9 +9,7 @@ import pulumi_openstack as openstack
 
 from visio_infra import tagging
 from visio_infra.config import StackConfig
-
-TIERS = ("edge", "data", "admin")
-"""edge: SFU and TURN (floating IPs); data: PostgreSQL and Redis (never public); admin: the bastion."""
+from visio_infra.topology import TIERS
 
 
 @dataclass
