@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TextIO
 import yaml
 
 from visio_infra import ansible_vars
+from visio_infra.apt_sources import AptSourcesError, with_node_mirrors
 from visio_infra.config import StackConfig
 from visio_infra.inventory import ansible_inventory
 
@@ -228,6 +229,10 @@ def converge(
 
     if livekit_binary is None and livekit_binary_url is None and inventory.get("groups", {}).get("sfu"):
         livekit_binary = default_livekit_binary(config.versions.livekit)
+    try:
+        config = with_node_mirrors(config)  # the lab names none: its host's apt sources
+    except AptSourcesError as exc:
+        raise ansible_vars.AnsibleVarsError(str(exc)) from exc
     per_group = ansible_vars.group_vars(
         config, inventory, certificates,
         livekit_binary=str(livekit_binary) if livekit_binary else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from visio_infra.apt_sources import stack_mirrors
 from visio_infra.config import LabCloud, StackConfig
 from visio_infra.security_rules import (
     COTURN_METRICS_PORT,
@@ -157,12 +158,18 @@ def group_vars(
     lab = isinstance(config.cloud, LabCloud)
     ports = config.ports
     ca = str(certificates["ca_certificate"])
+    mirrors = stack_mirrors(config.cloud)
+    if mirrors is None:
+        raise AnsibleVarsError(
+            "the lab's Debian mirrors are not filled in; pass apt_sources.with_node_mirrors(config)"
+        )
 
     all_vars: dict[str, Any] = {
         "visio_stack_slug": config.ministry.slug,
         "visio_is_lab": lab,
         "visio_ca_certificate": ca,
-        "common_package_mirror": config.cloud.package_mirror,
+        "common_package_mirror": mirrors.package,
+        "common_security_mirror": mirrors.security,
         "common_ntp_pools": list(config.cloud.ntp_servers),
         "common_media_udp_buffer_min": MEDIA_UDP_BUFFER_BYTES,
     }

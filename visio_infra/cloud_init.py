@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from visio_infra.apt_sources import security_sibling
 from visio_infra.config import OpenStackCloud, StackConfig
 from visio_infra.rendering import render
 from visio_infra.sovereignty import describe_foreign_endpoints
@@ -35,6 +36,7 @@ def context(config: StackConfig, node: NodeSpec) -> dict[str, Any]:
         "admin_user": ADMIN_USER,
         "ssh_public_keys": list(cloud.ssh_public_keys),
         "package_mirror": cloud.package_mirror,
+        "security_mirror": cloud.security_mirror or security_sibling(cloud.package_mirror),
     }
 
 

@@ -109,16 +109,19 @@ class Flavors(_Model):
 class _NodeSources(_Model):
     """Where every node takes its packages and its time from: the same keys for every cloud kind."""
 
-    package_mirror: str = "http://deb.debian.org/debian"
-    """Debian mirror the nodes use (usually the ministry's own mirror)."""
+    package_mirror: str | None = None
+    """Debian mirror the nodes use; the lab may leave it out to use this host's apt sources."""
+    security_mirror: str | None = None
+    """Debian security mirror (bookworm-security); default: the package mirror's `-security`
+    sibling (http://miroir.interieur.gouv.fr/debian -> .../debian-security)."""
     ntp_servers: list[str] = Field(default_factory=lambda: list(DEFAULT_NTP_SERVERS))
     """Time sources of the nodes' chrony (usually the ministry's own NTP servers). The lab's
     containers share the host's clock and run no chrony."""
 
-    @field_validator("package_mirror")
+    @field_validator("package_mirror", "security_mirror")
     @classmethod
-    def _mirror(cls, url: str) -> str:
-        return _mirror_url(url)
+    def _mirror(cls, url: str | None) -> str | None:
+        return None if url is None else _mirror_url(url)
 
     @field_validator("ntp_servers")
     @classmethod
@@ -130,6 +133,9 @@ class OpenStackCloud(_NodeSources):
     """A sovereign OpenStack region (private cloud, Nubo, a SecNumCloud public region...)."""
 
     kind: Literal["openstack"]
+    package_mirror: str
+    """The ministry's own Debian mirror, e.g. `package_mirror: http://miroir.interieur.gouv.fr/debian`
+    under visio:cloud; the repository names no public mirror"""
     offer: Annotated[str, Field(min_length=2)]
     """Which price table in `visio_infra.pricing` applies (e.g. `nubo`, `interieur-pi`, `outscale`)."""
     cloud: str | None = None
@@ -699,7 +705,7 @@ def _ntp_servers(servers: list[str]) -> list[str]:
 def _mirror_url(url: str) -> str:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
         raise ValueError(
-            f"'{url}' is not an http(s) URL of a Debian mirror (e.g. http://ftp.fr.debian.org/debian)"
+            f"'{url}' is not an http(s) URL of a Debian mirror (e.g. http://miroir.interieur.gouv.fr/debian)"
         )
     _check_sovereign(url)
     return url.rstrip("/")

@@ -15,10 +15,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.lab.conftest import host_leftovers
+from visio_infra.apt_sources import host_mirrors
 from visio_infra.lab import base_image
 from visio_infra.lab.bridge import NetworkProvider, running_machines
 from visio_infra.lab.host import LabError, pid_alive
@@ -32,7 +34,8 @@ STACK = "labtest"
 BRIDGE = "visio-lab0"
 SUBNET = "10.77.0.0/24"
 ROOT = str(LAB_ROOT)
-MIRROR = "http://deb.debian.org/debian"
+MIRRORS = host_mirrors()
+"""What the lab stack's machines use: the mirrors of this host's apt sources."""
 ADDRESSES = {"labtest-a": "10.77.0.240", "labtest-b": "10.77.0.241"}
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,7 +83,7 @@ def keys():
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    path, seconds = base_image.build(base_image.recipe(MIRROR), Path(ROOT))
+    path, seconds = base_image.build(base_image.recipe(MIRRORS), Path(ROOT))
     print(f"base image {path} ({f'built in {seconds:.0f} s' if seconds else 'cached'})")
     return str(path)
 
@@ -142,10 +145,12 @@ def test_machines_boot_with_their_own_identity(machines):
 
 
 def test_machines_reach_each_other_and_the_mirror(machines):
+    mirror = urlsplit(MIRRORS.package)
+    port = mirror.port or (443 if mirror.scheme == "https" else 80)
     result = _ssh(
         "labtest-a",
         f"ping -c1 -W3 {ADDRESSES['labtest-b']} >/dev/null && python3 -c "
-        '\'import socket; socket.create_connection(("deb.debian.org", 80), 10); print("mirror ok")\'',
+        f'\'import socket; socket.create_connection(("{mirror.hostname}", {port}), 10); print("mirror ok")\'',
     )
     assert result.returncode == 0 and "mirror ok" in result.stdout, result.stderr
     # Keys only: no password login for root.

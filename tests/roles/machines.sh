@@ -7,6 +7,7 @@
 set -euo pipefail
 
 ROOT=/var/lib/visio-rolestest
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BRIDGE=vrtest0
 HOST_IP=10.78.0.1
 SUBNET=10.78.0.0/24
@@ -19,9 +20,14 @@ die() { echo "machines.sh: $*" >&2; exit 1; }
 base() {
   [ -d "$ROOT/base" ] && return
   command -v debootstrap >/dev/null || die "apt-get install -y debootstrap systemd-container"
+  # The mirror this host's apt uses, as for the lab (visio_infra/apt_sources.py).
+  local mirror
+  mirror=$(cd "$REPO" && "$REPO/.venv/bin/python" -c \
+    'from visio_infra.apt_sources import host_mirrors; print(host_mirrors().package)') \
+    || die "no Debian mirror in this host's apt sources"
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates \
-    bookworm "$ROOT/base.tmp" http://deb.debian.org/debian
+    bookworm "$ROOT/base.tmp" "$mirror"
   mv "$ROOT/base.tmp" "$ROOT/base"
 }
 

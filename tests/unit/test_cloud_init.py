@@ -47,6 +47,7 @@ def test_every_node_gets_valid_cloud_config(config, nodes):
         assert doc["hostname"] == node.name
         assert doc["fqdn"] == f"{node.name}.visio.exemple.gouv.fr"
         assert doc["apt"]["primary"][0]["uri"] == "https://miroir.exemple.gouv.fr/debian"
+        assert doc["apt"]["security"][0]["uri"] == "https://miroir.exemple.gouv.fr/debian-security"
         (user,) = doc["users"]
         assert user["name"] == ADMIN_USER
         assert user["ssh_authorized_keys"] == [SSH_KEY]
@@ -115,7 +116,7 @@ def test_foreign_endpoints_found(text, expected):
     "text",
     [
         "turn_servers: [{host: turn.visio.interieur.gouv.fr, port: 443}]",
-        "http://deb.debian.org/debian and https://security.debian.org",
+        "http://mirror.example/debian and https://security.mirror.example/debian-security",
         "s3://visio-state?endpoint=s3.gra.io.cloud.ovh.net&region=gra",
         "nameserver 10.0.0.2",
         "notgoogle.community and google.com.example.fr and 18.8.8.81",

@@ -336,6 +336,20 @@ INVALID: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "non-European service",
     ),
     (
+        "missing-mirror",
+        "culture",
+        _delete("cloud", "package_mirror"),
+        "visio:cloud.package_mirror",
+        "required field is missing (The ministry's own Debian mirror, e.g. `package_mirror: http://miroir",
+    ),
+    (
+        "foreign-security-mirror",
+        "interieur",
+        _set("cloud", security_mirror="https://debian-security.storage.googleapis.com/debian-security"),
+        "visio:cloud.security_mirror",
+        "non-European service",
+    ),
+    (
         "foreign-ntp",
         "culture",
         _set("cloud", ntp_servers=["time.google.com"]),

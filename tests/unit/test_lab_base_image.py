@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from visio_infra.apt_sources import Mirrors
 from visio_infra.lab import base_image
 from visio_infra.lab.host import LabError
 
-SPEC = base_image.recipe("http://deb.debian.org/debian")
+MIRRORS = Mirrors("http://mirror.example/debian", "http://mirror.example/debian-security")
+SPEC = base_image.recipe(MIRRORS)
+OTHER_MIRRORS = Mirrors(
+    "http://miroir.interieur.gouv.fr/debian", "http://miroir.interieur.gouv.fr/debian-security"
+)
 
 
 class FakeHost:
@@ -61,11 +66,11 @@ def test_recipe_hash_survives_the_trip_through_pulumi():
 
 
 def test_recipe_hash_changes_with_the_recipe():
-    assert base_image.recipe_hash(SPEC) == base_image.recipe_hash(
-        base_image.recipe("http://deb.debian.org/debian")
-    )
-    other_mirror = base_image.recipe("http://miroir.interieur.gouv.fr/debian")
+    assert base_image.recipe_hash(SPEC) == base_image.recipe_hash(base_image.recipe(MIRRORS))
+    other_mirror = base_image.recipe(OTHER_MIRRORS)
     assert base_image.recipe_hash(other_mirror) != base_image.recipe_hash(SPEC)
+    other_security = base_image.recipe(Mirrors(MIRRORS.package, "http://security.mirror.example/debian"))
+    assert base_image.recipe_hash(other_security) != base_image.recipe_hash(SPEC)
     assert "python3-apt" in SPEC["packages"] and "openssh-server" in SPEC["packages"]
     assert not {"postgresql", "coturn", "redis-server", "nginx"} & set(SPEC["packages"])
 
@@ -77,7 +82,11 @@ def test_built_once_then_cached(tmp_path, fake):
     # No shared identity in the template: host keys and machine-id are per machine.
     assert not list((path / "etc/ssh").glob("ssh_host_*"))
     assert (path / "etc/machine-id").read_text() == ""
-    assert "bookworm-security" in (path / "etc/apt/sources.list").read_text()
+    assert (path / "etc/apt/sources.list").read_text() == (
+        "deb http://mirror.example/debian bookworm main\n"
+        "deb http://mirror.example/debian bookworm-updates main\n"
+        "deb http://mirror.example/debian-security bookworm-security main\n"
+    )
     again, seconds = base_image.build(SPEC, tmp_path)
     assert again == path and seconds == 0.0 and fake.debootstraps == 1
 
@@ -198,5 +207,5 @@ def test_build_seconds_never_makes_a_diff(tmp_path, clock, provider):
     diff = provider.diff(created.id, olds, _props(tmp_path))
     assert diff.changes is False and diff.replaces == []
     # ...while the recipe still does.
-    other = {**_props(tmp_path), "recipe": base_image.recipe("http://miroir.interieur.gouv.fr/debian")}
+    other = {**_props(tmp_path), "recipe": base_image.recipe(OTHER_MIRRORS)}
     assert provider.diff(created.id, olds, other).replaces == ["recipe"]

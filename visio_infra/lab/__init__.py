@@ -5,7 +5,8 @@ Python dynamic providers (real create/read/diff/update/delete, so `pulumi refres
 machine and `pulumi up` recreates it): the host network (`bridge.py`), the cached Debian 12 base
 image (`base_image.py`), the stack's SSH key pair (`ssh.py`) and one machine per planned node
 (`machine.py`). Everything above it (secrets, certificates, inventory, Ansible) is shared with
-OpenStack. Nothing here talks to a service outside this machine except the Debian mirror.
+OpenStack. Nothing here talks to a service outside this machine except the Debian mirror, the one
+this host's apt uses unless the lab stack names one (`visio_infra.apt_sources`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pulumi
 
+from visio_infra.apt_sources import AptSourcesError, node_mirrors
 from visio_infra.infrastructure import InfrastructureArgs
 from visio_infra.lab.base_image import BaseImage
 from visio_infra.lab.bridge import LabNetwork
@@ -66,8 +68,12 @@ class LabInfrastructure(pulumi.ComponentResource):
             root=root,
             opts=child,
         )
+        try:
+            mirrors = node_mirrors(lab)  # the stack's, else this host's apt sources
+        except AptSourcesError as exc:
+            raise pulumi.RunError(str(exc)) from exc
         image = BaseImage(
-            f"{name}-base-image", mirror=lab.package_mirror, machines=len(machines), root=root, opts=child
+            f"{name}-base-image", mirrors=mirrors, machines=len(machines), root=root, opts=child
         )
         keys = LabKeyPair(f"{name}-ssh", stack=stack, root=root, opts=child)
         dns = _resolvers()

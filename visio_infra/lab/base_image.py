@@ -21,11 +21,10 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from visio_infra.apt_sources import SUITE, Mirrors
 from visio_infra.lab import preflight
 from visio_infra.lab.host import remove_tree, run
 from visio_infra.lab.plan import LAB_ROOT, disk_needed
-
-SUITE = "bookworm"
 
 PACKAGES = (
     # A booting Debian with systemd and sshd, reachable by Ansible.
@@ -61,14 +60,15 @@ MARKER = "visio-lab-image.json"
 """Written last into a complete image: the recipe's keys plus `build_seconds`."""
 
 
-def recipe(mirror: str) -> dict[str, Any]:
+def recipe(mirrors: Mirrors) -> dict[str, Any]:
     """Everything that decides the image's content. Strings only: the recipe travels through Pulumi,
     where every number becomes a float (1 -> 1.0), which would change its hash."""
     return {
         "suite": SUITE,
         "variant": "minbase",
         "packages": sorted(PACKAGES),
-        "mirror": mirror,
+        "mirror": mirrors.package,
+        "security_mirror": mirrors.security,
         "customisation": CUSTOMISATION_VERSION,
     }
 
@@ -110,12 +110,12 @@ def tree_size(directory: Path) -> int:
     return int(result.stdout.split()[0])
 
 
-def _customise(tree: Path, mirror: str) -> None:
+def _customise(tree: Path, spec: dict[str, Any]) -> None:
     """Make the debootstrapped tree a good template: no shared identity, networkd on, sshd keys-only."""
     (tree / "etc/apt/sources.list").write_text(
-        f"deb {mirror} {SUITE} main\n"
-        f"deb {mirror} {SUITE}-updates main\n"
-        f"deb http://deb.debian.org/debian-security {SUITE}-security main\n",
+        f"deb {spec['mirror']} {SUITE} main\n"
+        f"deb {spec['mirror']} {SUITE}-updates main\n"
+        f"deb {spec['security_mirror']} {SUITE}-security main\n",
         encoding="ascii",
     )
     # Identity is per machine: host keys and machine-id are written when a machine is created.
@@ -182,7 +182,7 @@ def build(spec: dict[str, Any], root: Path = LAB_ROOT, log: Any = None) -> tuple
                 f"{spec['mirror']})",
                 timeout=1800,
             )
-            _customise(scratch, spec["mirror"])
+            _customise(scratch, spec)
             seconds = time.monotonic() - started
             write_marker(scratch, spec, seconds)
             scratch.rename(target)
@@ -237,7 +237,7 @@ class BaseImage(pulumi.dynamic.Resource, module="visio-lab", name="BaseImage"):
     def __init__(
         self,
         name: str,
-        mirror: str,
+        mirrors: Mirrors,
         machines: int,
         root: str = str(LAB_ROOT),
         opts: pulumi.ResourceOptions | None = None,
@@ -246,7 +246,7 @@ class BaseImage(pulumi.dynamic.Resource, module="visio-lab", name="BaseImage"):
             BaseImageProvider(),
             name,
             {
-                "recipe": recipe(mirror),
+                "recipe": recipe(mirrors),
                 "root": root,
                 "machines": machines,
                 "path": None,
