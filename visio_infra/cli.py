@@ -1,6 +1,7 @@
 """`visio`: the operator command. Each subcommand lives in its own module; this only dispatches.
 
     visio plan <stack>        sizing table, reasoning and monthly cost vs. the licences it replaces
+                              (--check-cloud: and whether the stack's OpenStack cloud can hold it)
     visio configure <stack>   re-apply Ansible configuration from the stack's outputs (no infra change)
     visio verify <stack>      run the verification suite (testinfra + a real call) against a stack
     visio upgrade <stack>     show the rolling-upgrade plan, then roll it out node by node

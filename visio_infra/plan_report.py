@@ -3,7 +3,11 @@
 Reads `stacks/Pulumi.<stack>.yaml` directly (no Pulumi, no cloud access), runs the same validation
 and sizing as `pulumi up`, and prints per role the node count, flavor, vCPU and monthly cost with the
 reasoning behind each number, then the yearly infrastructure cost next to the commercial licences it
-replaces. Exit status: 0 plan printed, 1 the stack file is wrong (one line per problem), 2 bad usage.
+replaces. With `--check-cloud` it then reads the stack's OpenStack cloud (read-only, nothing created)
+and names each flavor, image, network, volume type, zone or quota the stack would fail on
+(`visio_infra.cloud_preflight`). Exit status: 0 plan printed (and the cloud can hold it), 1 the stack
+file is wrong or the cloud cannot hold the stack (one line per problem), 2 bad usage, 3 the cloud could
+not be read (unreachable, credentials refused).
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from visio_infra.config import ROLES, StackConfig, StackConfigError, load_stack_file, stack_file
+from visio_infra.config import (
+    ROLES,
+    OpenStackCloud,
+    StackConfig,
+    StackConfigError,
+    _display,
+    load_stack_file,
+    stack_file,
+)
 from visio_infra.rendering import render
 from visio_infra.sizing import SizingError, SizingPlan, plan
 from visio_infra.topology import TopologyError, server_group_count
@@ -34,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or a path to a stack file")
     parser.add_argument("--stacks-dir", type=Path, default=None, help="folder holding Pulumi.<stack>.yaml")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--check-cloud",
+        action="store_true",
+        help="also read the stack's OpenStack cloud (clouds.yaml entry `cloud`, or OS_* with `auth_url`) "
+        "and name every missing flavor, image, network, volume type, zone or exceeded quota; creates nothing",
+    )
     return parser
 
 
@@ -125,8 +143,38 @@ def main(argv: list[str]) -> int:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
     data = report_data(path.name.removeprefix("Pulumi.").removesuffix(".yaml"), config, sizing)
-    if args.format == "json":
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+    if not args.check_cloud:
+        if args.format == "json":
+            print(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            print(render_text(data), end="")
+        return 0
+    return _with_cloud_check(args.format, path, config, sizing, data)
+
+
+def _with_cloud_check(
+    fmt: str, path: Path, config: StackConfig, sizing: SizingPlan, data: dict[str, Any]
+) -> int:
+    """The plan, then what the cloud says of it (`--check-cloud`)."""
+    from visio_infra import cloud_preflight
+
+    if not isinstance(config.cloud, OpenStackCloud):
+        print(f"{_display(path)}: --check-cloud reads an OpenStack cloud; the lab has none", file=sys.stderr)
+        return 2
+    if fmt == "text":
+        print(render_text(data), end="", flush=True)
+    try:
+        result = cloud_preflight.check(config, sizing, source=_display(path))
+    except cloud_preflight.CloudReadError as exc:
+        where = f"cloud '{config.cloud.cloud or config.cloud.auth_url}' (region {config.cloud.region})"
+        print(f"{_display(path)}: could not read {where}: {exc}; nothing was created", file=sys.stderr)
+        return 3
+    check = cloud_preflight.report(result)
+    if fmt == "json":
+        print(json.dumps({**data, "cloud_check": check}, indent=2, ensure_ascii=False))
     else:
-        print(render_text(data), end="")
-    return 0
+        print()
+        print(cloud_preflight.render_text(result), end="")
+    for line in result.problems:
+        print(line, file=sys.stderr)
+    return 1 if result.problems else 0
