@@ -155,6 +155,12 @@ class OpenStackCloud(_NodeSources):
     server_group_max_members: Annotated[int, Field(ge=2, le=1000)] = 10
     """Most servers Nova accepts in one server group (its `server_group_members` quota, 10 by
     default). A role with more nodes is split into several strict anti-affinity groups."""
+    boot_from: Literal["volume", "image"] = "volume"
+    """What servers boot from. `volume`: a Cinder boot volume copied from the image. `image`: the
+    flavor's local disk, no boot volume (offers that boot servers from local disk, or a volume
+    backend that cannot copy images). DB data volumes stay on `encrypted_volume_type` either way.
+    Chosen when the stack is created: Nova cannot change a server's boot disk, so switching it on a
+    stack with servers would replace every one of them (see `visio_infra.openstack.node`)."""
 
     @model_validator(mode="after")
     def _auth(self) -> OpenStackCloud:
@@ -515,6 +521,16 @@ class Sizing(_Model):
     """Extra SFU/TURN nodes so one can drain during upgrades without losing capacity."""
 
 
+class Hosts(_Model):
+    """How `pulumi up` treats the machines once they exist."""
+
+    configure_on_up: bool = True
+    """Run the Ansible host configuration as the last step of `pulumi up`. `false`: provisioning
+    only; `pulumi up` creates and exports everything (inventory, secrets, certificates) and
+    `visio configure <stack>` configures the hosts later (a separate change window, or servers that
+    cannot be reached from where `pulumi up` runs). The lab always configures."""
+
+
 class Upgrade(_Model):
     """Rolling upgrade behaviour."""
 
@@ -545,6 +561,8 @@ class StackConfig(_Model):
     meet: Meet = Meet()
     sizing: Sizing = Sizing()
     upgrade: Upgrade = Upgrade()
+    hosts: Hosts = Hosts()
+    """Host configuration in `pulumi up`: {configure_on_up: true} (default) or false (provisioning only)."""
 
     @property
     def is_lab(self) -> bool:
@@ -581,6 +599,14 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
         if pinned.get("bastion", 0) != 0:
             problems.append(
                 ("sizing.nodes.bastion", "the lab has no bastion (the host reaches the machines); use 0")
+            )
+        if not config.hosts.configure_on_up:
+            problems.append(
+                (
+                    "hosts.configure_on_up",
+                    "the lab's machines are configured by the same `pulumi up` that starts them; use true "
+                    "(or leave it out)",
+                )
             )
         bridge = next(lab.subnet.hosts())
         for tier in ("edge_cidr", "data_cidr", "admin_cidr"):

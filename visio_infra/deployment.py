@@ -27,7 +27,8 @@ def _infrastructure(config: StackConfig, args: InfrastructureArgs) -> Infrastruc
 
 
 def build_deployment(config: StackConfig) -> None:
-    """Declare every resource of the stack and export the output contract."""
+    """Declare every resource of the stack and export the output contract (the Ansible host
+    configuration too, unless the stack is provisioning-only)."""
     sizing = sizing_plan(config)
     nodes = plan_nodes(config, sizing.counts)
     infra = _infrastructure(config, InfrastructureArgs(config=config, nodes=nodes, flavors=sizing.flavors))
@@ -43,15 +44,18 @@ def build_deployment(config: StackConfig) -> None:
             f"{config.ministry.slug}-pki", config=config, nodes=nodes, public_ips=infra.public_ips
         )
 
-    from visio_infra.configuration import HostConfiguration
+    if config.hosts.configure_on_up:
+        from visio_infra.configuration import HostConfiguration
 
-    HostConfiguration(
-        f"{config.ministry.slug}-configuration",
-        config=config,
-        inventory=inv,
-        secrets=secrets,
-        certificates=certificates,
-        opts=pulumi.ResourceOptions(depends_on=infra.ready),
-    )
+        HostConfiguration(
+            f"{config.ministry.slug}-configuration",
+            config=config,
+            inventory=inv,
+            secrets=secrets,
+            certificates=certificates,
+            opts=pulumi.ResourceOptions(depends_on=infra.ready),
+        )
+    # Provisioning only (`hosts.configure_on_up: false`): the outputs below are all `visio configure`
+    # needs to configure the hosts later.
 
     outputs.export_all(config, inv, secrets, certificates)

@@ -55,7 +55,8 @@ class Offer:
 
 
 BOOT_VOLUME_GIB = 20
-"""Every node boots from a volume of this size (Debian 12 + LiveKit/coturn/PostgreSQL binaries + logs)."""
+"""Boot volume of every node (Debian 12 + LiveKit/coturn/PostgreSQL binaries + logs), unless the
+stack boots from the flavor's local disk (`cloud.boot_from: image`)."""
 
 _PRIVATE = "internal charge-back estimate (no public tariff); ~EUR 10/vCPU-month + ~EUR 2.5/GiB-month"
 
@@ -118,6 +119,19 @@ OFFERS: dict[str, Offer] = {
         floating_ip_eur_month=2.0,
         source="OVHcloud Public Cloud list prices (b3/c3, 2024-2025, excl. VAT) + ~30 % SecNumCloud premium",
     ),
+    "acceptance": Offer(
+        name="acceptance",
+        description="the project's single-machine OpenStack (Zed, fake drivers) for acceptance tests",
+        # The flavors scripts/openstack-cloud.sh creates; nothing runs on them (the fake Nova driver
+        # boots no guest), so the bandwidth only makes `visio plan acceptance` meaningful.
+        flavors=(
+            Flavor("a1.small", 1, 2, 1.0, 0.0),
+            Flavor("a1.medium", 2, 4, 1.0, 0.0),
+        ),
+        block_eur_per_gib_month=0.0,
+        floating_ip_eur_month=0.0,
+        source="no cost: a test cloud on the CI machine",
+    ),
     "lab": Offer(
         name="lab",
         description="local lab: systemd-nspawn machines sharing this host",
@@ -129,6 +143,9 @@ OFFERS: dict[str, Offer] = {
     ),
 }
 """Offer name (the stack's `cloud.offer`, or `lab`) -> price table."""
+
+FREE_OFFERS = frozenset({"lab", "acceptance"})
+"""The project's own test environments (this host's lab, the acceptance cloud): nothing is billed."""
 
 
 def offer(name: str) -> Offer:

@@ -444,6 +444,27 @@ INVALID: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "visio:tls.source",
         "use 'stack-ca'",
     ),
+    (
+        "lab-provisioning-only",
+        "lab",
+        _add_section("hosts", {"configure_on_up": False}),
+        "visio:hosts.configure_on_up",
+        "configured by the same `pulumi up` that starts them; use true",
+    ),
+    (
+        "provisioning-only-not-a-boolean",
+        "culture",
+        _add_section("hosts", {"configure_on_up": "later"}),
+        "visio:hosts.configure_on_up",
+        "give true or false",
+    ),
+    (
+        "unknown-boot-source",
+        "culture",
+        _set("cloud", boot_from="local-disk"),
+        "visio:cloud.boot_from",
+        "'volume' or 'image'",
+    ),
 ]
 
 
@@ -507,7 +528,7 @@ def test_cross_checks_also_run_when_the_model_is_validated_directly() -> None:
 
 
 def test_missing_file_lists_known_stacks(tmp_path: Path) -> None:
-    with pytest.raises(StackConfigError, match=r"stacks in .*: culture, education"):
+    with pytest.raises(StackConfigError, match=r"stacks in .*: acceptance, culture, education"):
         load_stack_file(STACKS_DIR / "Pulumi.nosuch.yaml")
 
 
@@ -540,3 +561,30 @@ def test_real_keys_from_the_stacks_are_accepted() -> None:
         cloud = load_stack_file(STACKS_DIR / f"Pulumi.{name}.yaml").cloud
         assert isinstance(cloud, OpenStackCloud)
         assert all(ssh_key_problem(key) is None for key in cloud.ssh_public_keys)
+
+
+def test_boot_source_and_host_configuration_defaults_keep_todays_behaviour() -> None:
+    """A stack that says nothing boots from Cinder volumes and is configured by `pulumi up`."""
+    config = parse_stack_config(_raw("culture"), source="x")
+    assert isinstance(config.cloud, OpenStackCloud)
+    assert config.cloud.boot_from == "volume"
+    assert config.hosts.configure_on_up is True
+
+
+def test_acceptance_stack_fits_the_test_clouds_default_quotas_even_grown() -> None:
+    """Nova's default quotas (10 instances, 20 cores, 51200 MB) on scripts/openstack-cloud.sh's cloud:
+    the acceptance stack and its grown variant (one more SFU node, tests/openstack) must fit in cores
+    and RAM; instances go to 11 only while the grow test raises that one quota."""
+    from visio_infra.sizing import plan
+
+    config = load_stack_file(STACKS_DIR / "Pulumi.acceptance.yaml")
+    assert isinstance(config.cloud, OpenStackCloud)
+    assert (config.cloud.boot_from, config.hosts.configure_on_up) == ("image", False)
+    sizing = plan(config)
+    table = pricing.offer(config.cloud.offer)
+    for extra_sfu in (0, 1):
+        counts = {**sizing.counts, "sfu": sizing.counts["sfu"] + extra_sfu}
+        cores = sum(n * table.flavor(sizing.flavors[role]).vcpu for role, n in counts.items())
+        ram_mib = sum(n * table.flavor(sizing.flavors[role]).ram_gib * 1024 for role, n in counts.items())
+        assert cores <= 20 and ram_mib <= 51200, (counts, cores, ram_mib)
+    assert sum(sizing.counts.values()) == 10

@@ -219,11 +219,16 @@ def test_a_role_beyond_the_group_quota_keeps_its_first_nodes_in_group_one():
     assert [server_group_number(n.index, 2) for n in grown] == [1, 1, 2, 2, 3]
 
 
-def test_boot_from_volume_and_encrypted_db_data_volumes(run, config):
+def test_boot_disks_and_encrypted_db_data_volumes(run, config):
     volumes = _by_id(run, T_VOLUME)
     attachments = {a.inputs["volumeId"]: a.inputs["instanceId"] for a in run.of_type(T_ATTACH)}
     used = set()
     for instance in run.of_type(T_INSTANCE):
+        if config.cloud.boot_from == "image":  # the flavor's local disk: no Cinder boot volume
+            assert instance.inputs["imageId"] == "debian-12-image-id"
+            assert "blockDevices" not in instance.inputs
+            continue
+        assert "imageId" not in instance.inputs
         (device,) = instance.inputs["blockDevices"]
         assert device["sourceType"] == device["destinationType"] == "volume"
         assert device["bootIndex"] == 0 and device["deleteOnTermination"] is False
@@ -271,9 +276,11 @@ def test_everything_taggable_is_tagged(run, config):
     assert checked >= len(run.of_type(T_INSTANCE)) * 3
 
 
-def test_replacement_guards(run):
+def test_replacement_guards(run, config):
     for instance in run.of_type(T_INSTANCE):
-        assert set(instance.ignore_changes) == {"userData", "keyPair"}
+        # Booting from the local disk, the image is the server's own: only the bastion follows it.
+        follows = config.cloud.boot_from == "volume" or _role(instance) == "bastion"
+        assert set(instance.ignore_changes) == {"userData", "keyPair"} | (set() if follows else {"imageId"})
     for volume in run.of_type(T_VOLUME):
         if volume.inputs["metadata"]["purpose"] == "boot" and _role(volume) != "bastion":
             assert volume.ignore_changes == ["imageId"], volume.name
@@ -387,8 +394,12 @@ def test_inventory_output(run, config):
     }
 
 
-def test_host_configuration_waits_for_machines_addresses_and_volumes(run):
-    (configuration,) = [r for r in run.resources if r.type.endswith(":HostConfiguration")]
+def test_host_configuration_waits_for_machines_addresses_and_volumes(run, config):
+    configurations = [r for r in run.resources if r.type.endswith(":HostConfiguration")]
+    if not config.hosts.configure_on_up:
+        assert configurations == []  # provisioning only: `visio configure` runs it later
+        return
+    (configuration,) = configurations
     needed = {r.urn for r in run.resources if r.type in (T_INSTANCE, T_FIP, T_ATTACH)}
     assert needed <= set(configuration.dependencies)
 
@@ -437,3 +448,87 @@ def test_outputs_alone_are_enough_for_visio_configure(lab):
     assert {"livekit_api_key", "livekit_api_secret", "turn_shared_secret", "redis_password",
             "db_password", "db_replication_password", "backup_cipher_pass"} <= set(found)
     assert all(len(value) >= 12 for value in found.values())
+
+
+# --- stack settings: boot source and provisioning only ---------------------------------------------
+
+
+def _variant(stack: str, cloud: dict[str, Any] | None = None, **sections: Any) -> ProgramRun:
+    raw = raw_of(stack)
+    if cloud:
+        raw["visio:cloud"] = {**raw["visio:cloud"], **cloud}
+    raw.update({f"visio:{name}": value for name, value in sections.items()})
+    return run_program(raw, stack)
+
+
+def _comparable(run: ProgramRun, skip_types: frozenset[str] = frozenset()) -> dict[str, tuple]:
+    """Every registration by URN (inputs and options) minus values the mocks draw at random."""
+    random_inputs = {"digest", "sans", "inventory"}  # hold the mocked floating IPs, drawn in any order
+    return {
+        r.urn: (
+            {k: v for k, v in r.inputs.items() if k not in random_inputs},
+            sorted(r.ignore_changes), sorted(r.dependencies), r.parent, r.provider,
+        )
+        for r in run.resources
+        if r.type.rsplit(":", 1)[-1] not in skip_types and r.type not in skip_types
+    }
+
+
+HOST_CONFIGURATION = "HostConfiguration"
+"""Its inputs carry the whole config as written and depend on every server and volume."""
+DEFAULT_SETTINGS_STACKS = [
+    s for s in MINISTRY_STACKS if _config(s).cloud.boot_from == "volume" and _config(s).hosts.configure_on_up
+]
+
+
+@pytest.mark.parametrize("stack", DEFAULT_SETTINGS_STACKS)
+def test_the_defaults_are_the_programs_behaviour_before_the_settings(stack):
+    """Writing the defaults out changes nothing: same resources, inputs and options."""
+    spelled_out = _variant(stack, cloud={"boot_from": "volume"}, hosts={"configure_on_up": True})
+    assert _comparable(spelled_out) == _comparable(_run(stack))
+
+
+def test_booting_from_the_image_changes_only_the_boot_disk():
+    """`boot_from: image` is the same deployment without Cinder boot volumes: every other resource is
+    registered exactly as with boot volumes, and each server names the image instead."""
+    by_volume = _run("culture")
+    by_image = _variant("culture", cloud={"boot_from": "image"})
+    skip = frozenset({T_INSTANCE, T_VOLUME, HOST_CONFIGURATION})
+    assert _comparable(by_image, skip) == _comparable(by_volume, skip)
+    assert {r.urn for r in by_image.of_type(T_VOLUME)} == {
+        r.urn for r in by_volume.of_type(T_VOLUME) if r.inputs["metadata"]["purpose"] == "data"
+    }
+    old = {r.urn: r for r in by_volume.of_type(T_INSTANCE)}
+    for server in by_image.of_type(T_INSTANCE):
+        before = dict(old[server.urn].inputs)
+        before.pop("blockDevices")
+        assert server.inputs == {**before, "imageId": "debian-12-image-id"}
+
+
+def test_provisioning_only_registers_the_same_resources_and_outputs_without_configuration():
+    """`hosts.configure_on_up: false` drops the Ansible step and nothing else: `visio configure` then
+    finds in the outputs everything it needs (inventory, secrets, certificates)."""
+    from visio_infra.configure_cmd import secrets_from_outputs
+
+    full = _run("culture")
+    provisioning = _variant("culture", hosts={"configure_on_up": False})
+    configuration = {r.urn for r in full.resources if r.type.endswith(":HostConfiguration")}
+    assert len(configuration) == 1
+    assert set(_comparable(provisioning)) == set(_comparable(full)) - configuration
+    skip = frozenset({HOST_CONFIGURATION})
+    assert _comparable(provisioning, skip) == _comparable(full, skip)
+    assert set(provisioning.outputs) == set(full.outputs) == set(OUTPUT_NAMES)
+    assert provisioning.secret_outputs == set(SECRET_OUTPUTS)
+    assert set(provisioning.outputs["inventory"]["groups"]) == set(ROLES)
+    assert secrets_from_outputs(provisioning.outputs)
+
+
+def test_the_acceptance_stack_is_a_ministry_stack():
+    """The acceptance stack goes through the same program as every ministry (so through every test of
+    this module), provisioning only and booting from the image, with pinned counts."""
+    assert "acceptance" in MINISTRY_STACKS
+    config = _config("acceptance")
+    assert (config.cloud.boot_from, config.hosts.configure_on_up) == ("image", False)
+    run = _run("acceptance")
+    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 10
+    assert not [r for r in run.resources if r.type.endswith(":HostConfiguration")]

@@ -367,7 +367,7 @@ def test_pricing_tables_are_sane() -> None:
         for flavor in offer.flavors:
             assert flavor.vcpu > 0 and flavor.ram_gib > 0 and flavor.nic_gbps > 0
             assert flavor.eur_month >= 0
-            assert (flavor.eur_month == 0) == (name == "lab")
+            assert (flavor.eur_month == 0) == (name in pricing.FREE_OFFERS)
         assert offer.source
     with pytest.raises(KeyError, match="known offers"):
         pricing.offer("aws")

@@ -1,4 +1,4 @@
-"""One OpenStack server: fixed-IP port, boot volume, server, and its data volume / floating IP."""
+"""One OpenStack server: fixed-IP port, boot volume (or local disk), server, data volume, floating IP."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ Redis) that loses the node's state and triggers a failover; on SFU/TURN it would
 at once and cut every call. New images apply to new nodes; existing nodes are rebuilt one at a time
 (drain, then `pulumi up --replace`). Only the bastion (stateless, no calls) follows the image."""
 
+LOCAL_DISK_IGNORE_CHANGES = ["image_id"]
+"""The same rule for a server booting from the flavor's local disk (`cloud.boot_from: image`): the
+image is the server's own property there, and a new one would rebuild it."""
+
 
 @dataclass
 class NodeArgs:
@@ -29,7 +33,8 @@ class NodeArgs:
     ministry: str
     flavor: str
     image_id: pulumi.Input[str]
-    boot_volume_gib: int
+    boot_volume_gib: int | None
+    """Size of the Cinder boot volume; None boots from the image on the flavor's local disk."""
     network_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     security_group_id: pulumi.Input[str]
@@ -69,17 +74,36 @@ class OpenStackNode(pulumi.ComponentResource):
             tags=tagging.tags(args.ministry, role, **labels),
             opts=child,
         )
-        boot_ignore = BOOT_VOLUME_IGNORE_CHANGES if role != "bastion" else []
-        boot = openstack.blockstorage.Volume(
-            f"{name}-boot",
-            name=f"{spec.name}-boot",
-            description=f"Boot disk of {spec.name}",
-            size=args.boot_volume_gib,
-            image_id=args.image_id,
-            availability_zone=spec.zone,
-            metadata=tagging.metadata(args.ministry, role, purpose="boot", **labels),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=boot_ignore),
-        )
+        follows_image = role == "bastion"
+        local_image: pulumi.Input[str] | None = None
+        block_devices: list[openstack.compute.InstanceBlockDeviceArgs] | None = None
+        instance_ignore = list(INSTANCE_IGNORE_CHANGES)
+        if args.boot_volume_gib is None:
+            # Local disk: Nova copies the image onto the hypervisor; no Cinder boot volume.
+            local_image = args.image_id
+            instance_ignore += [] if follows_image else LOCAL_DISK_IGNORE_CHANGES
+        else:
+            volume = openstack.blockstorage.Volume(
+                f"{name}-boot",
+                name=f"{spec.name}-boot",
+                description=f"Boot disk of {spec.name}",
+                size=args.boot_volume_gib,
+                image_id=args.image_id,
+                availability_zone=spec.zone,
+                metadata=tagging.metadata(args.ministry, role, purpose="boot", **labels),
+                opts=pulumi.ResourceOptions(
+                    parent=self, ignore_changes=[] if follows_image else BOOT_VOLUME_IGNORE_CHANGES
+                ),
+            )
+            block_devices = [
+                openstack.compute.InstanceBlockDeviceArgs(
+                    source_type="volume",
+                    destination_type="volume",
+                    uuid=volume.id,
+                    boot_index=0,
+                    delete_on_termination=False,
+                )
+            ]
         instance = openstack.compute.Instance(
             f"{name}-server",
             name=spec.name,
@@ -88,20 +112,13 @@ class OpenStackNode(pulumi.ComponentResource):
             key_pair=args.key_pair,
             user_data=args.user_data,
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
-            block_devices=[
-                openstack.compute.InstanceBlockDeviceArgs(
-                    source_type="volume",
-                    destination_type="volume",
-                    uuid=boot.id,
-                    boot_index=0,
-                    delete_on_termination=False,
-                )
-            ],
+            image_id=local_image,
+            block_devices=block_devices,
             scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=args.server_group_id)],
             metadata=tagging.metadata(args.ministry, role, **labels),
             tags=tagging.tags(args.ministry, role, **labels),
             stop_before_destroy=True,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=INSTANCE_IGNORE_CHANGES),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=instance_ignore),
         )
         self.instance = instance
         self.ready: list[pulumi.Resource] = [instance]
