@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: set-up, lint and type checks, unit tests (Pulumi mocks,
-# sizing properties, rendering), then the real thing: lab up, verification, lab lifecycle tests,
-# destroy. Lint/unit run while the lab is being built, since they are independent.
+# sizing properties, rendering), then the real things: the lab (lab up, verification, lab lifecycle
+# tests, destroy) and a real OpenStack (cloud up, the acceptance stack applied, grown, faulted and
+# destroyed through the real provider plugin, cloud down). Lint/unit then the OpenStack phase run
+# while the lab phase runs, since they are independent (different machines, bridges and stacks).
 #
-#   scripts/test.sh          everything
-#   scripts/test.sh lint     ruff, mypy, yamllint, ansible-lint
-#   scripts/test.sh unit     unit tests only (Python, and the Go language host)
-#   scripts/test.sh checks   lint then unit tests
-#   scripts/test.sh lab      lab up + verification + lab tests + destroy
+#   scripts/test.sh            everything
+#   scripts/test.sh lint       ruff, mypy, yamllint, ansible-lint
+#   scripts/test.sh unit       unit tests only
+#   scripts/test.sh checks     lint then unit tests
+#   scripts/test.sh lab        lab up + verification + lab tests + destroy
+#   scripts/test.sh openstack  cloud up + acceptance tests + cloud down
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -32,10 +35,6 @@ lint() {
 unit() {
   say "unit tests"
   python -m pytest tests/unit tests/roles -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
-  say "unit tests: the project's Pulumi language host (Go: vet, tests)"
-  (cd toolchain/pulumi-language-python \
-    && export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local \
-    && go vet ./... && go test ./...)
 }
 
 lab() {
@@ -55,26 +54,47 @@ lab() {
   python -m pytest tests/lab --after-destroy -q -p no:cacheprovider --junitxml=reports/lab-teardown.xml
 }
 
+openstack() {
+  say "openstack: cloud up"
+  trap 'say "openstack: cloud down"; bash scripts/openstack-cloud.sh down' EXIT
+  bash scripts/openstack-cloud.sh up
+  say "openstack: acceptance stack, preflight (tests/openstack)"
+  python -m pytest tests/openstack -q -p no:cacheprovider --junitxml=reports/openstack.xml
+  trap - EXIT
+  say "openstack: cloud down"
+  bash scripts/openstack-cloud.sh down
+}
+
 case "$phase" in
   lint) lint ;;
   unit) unit ;;
   checks) lint; unit ;;
   lab) lab ;;
+  openstack) openstack ;;
   all)
-    # Lint and unit tests are independent of the lab: run them while the lab is being deployed
-    # (their output is shown when they finish), then the lab phase's tests.
+    # Lint, unit tests and the OpenStack phase are independent of the lab: run them one after the
+    # other while the lab phase runs (their output is shown when they finish).
     # Each phase is its own process so `set -e` stays in force inside it.
-    bash scripts/test.sh checks > reports/lint-unit.log 2>&1 &
-    checks=$!
+    rm -f reports/checks.status reports/openstack.status
+    { status=0; bash scripts/test.sh checks > reports/lint-unit.log 2>&1 || status=$?
+      echo "$status" > reports/checks.status
+      status=0; bash scripts/test.sh openstack > reports/openstack.log 2>&1 || status=$?
+      echo "$status" > reports/openstack.status
+    } &
+    side=$!
     lab_status=0
     bash scripts/test.sh lab || lab_status=$?
-    checks_status=0
-    wait "$checks" || checks_status=$?
+    wait "$side" || true
     say "lint and unit tests (run alongside the lab):"
     cat reports/lint-unit.log
+    say "OpenStack phase (run alongside the lab):"
+    cat reports/openstack.log
+    checks_status=$(cat reports/checks.status 2>/dev/null || echo 1)
+    openstack_status=$(cat reports/openstack.status 2>/dev/null || echo 1)
     [ "$checks_status" = 0 ] || { say "lint/unit FAILED"; exit "$checks_status"; }
+    [ "$openstack_status" = 0 ] || { say "OpenStack phase FAILED"; exit "$openstack_status"; }
     [ "$lab_status" = 0 ] || { say "lab phase FAILED"; exit "$lab_status"; }
     ;;
-  *) echo "usage: scripts/test.sh [all|lint|unit|lab]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test.sh [all|lint|unit|checks|lab|openstack]" >&2; exit 2 ;;
 esac
 say "all requested phases passed"
