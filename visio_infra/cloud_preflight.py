@@ -475,6 +475,20 @@ def problems(needs_: CloudNeeds, facts: CloudFacts) -> list[str]:
     ]
 
 
+def not_judged(needs_: CloudNeeds, facts: CloudFacts) -> list[str]:
+    """What the check could not vouch for with these credentials (said, never silently passed)."""
+    notes = list(facts.unread)
+    wanted = sorted({v.volume_type for n in needs_.nodes for v in n.volumes if v.volume_type})
+    types = facts.volume_types or {}
+    for type_ in wanted:
+        if type_ in types and types[type_] is None:
+            notes.append(
+                f"encryption of volume type '{type_}': these credentials may not read Cinder's encryption "
+                f"specs; ask the cloud team to confirm '{type_}' encrypts at rest"
+            )
+    return notes
+
+
 def summary(needs_: CloudNeeds, facts: CloudFacts) -> str:
     """One line saying what was judged (for a passing check)."""
     new, _ = _to_create(needs_, facts)
@@ -585,12 +599,16 @@ def _volume_types(conn: Any) -> dict[str, bool | None]:
     import openstack
 
     types: dict[str, bool | None] = {}
+    readable = True
     for t in conn.block_storage.types():
+        if not readable:  # Cinder's policy refused the first one: it refuses them all
+            types[t.name] = None
+            continue
         try:
             encryption = conn.block_storage.get_type_encryption(t.id)
             types[t.name] = bool(encryption.encryption_id or encryption.provider)
         except openstack.exceptions.ForbiddenException:
-            types[t.name] = None
+            types[t.name], readable = None, False
         except openstack.exceptions.NotFoundException:
             types[t.name] = False
     return types
@@ -681,7 +699,7 @@ def report(result: CheckResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "fits": not result.problems,
         "problems": result.problems,
-        "not_checked": list(result.facts.unread),
+        "not_checked": not_judged(result.needs, result.facts),
         "summary": summary(result.needs, result.facts),
         "quotas": [
             {
@@ -714,8 +732,8 @@ def render_text(result: CheckResult) -> str:
             used, limit, free = str(q.used), str(q.limit), str(q.free)
         mark = "  <- exceeded" if row.exceeded else ""
         lines.append(f"  {row.name:<28} {row.service:<8} {row.need:>6} {used:>6} {limit:>7} {free:>7}{mark}")
-    for part in result.facts.unread:
-        lines.append(f"  not checked (these credentials may not read it): {part}")
+    for note in not_judged(needs_, result.facts):
+        lines.append(f"  not checked: {note}")
     if result.problems:
         lines.append(f"{len(result.problems)} problem(s), one line each on stderr; fix them before pulumi up")
     else:

@@ -436,10 +436,22 @@ def test_every_problem_at_once_is_one_line_each(needs: CloudNeeds) -> None:
         assert "\n" not in line
 
 
-def test_unread_parts_are_not_judged(needs: CloudNeeds) -> None:
+def test_unread_parts_are_not_judged_but_said(needs: CloudNeeds) -> None:
     facts = CloudFacts(unread=("flavors: ForbiddenException: 403",))
     assert cp.problems(needs, facts) == []
     assert cp.quota_rows(needs, facts)[0].quota is None
+    assert cp.not_judged(needs, facts) == ["flavors: ForbiddenException: 403"]
+
+
+def test_unreadable_encryption_of_the_wanted_type_is_said(needs: CloudNeeds) -> None:
+    assert cp.not_judged(needs, fitting(needs)) == []
+    unknown = fitting(needs, volume_types={"ceph-ssd-luks": None, "plain": None})
+    assert cp.problems(needs, unknown) == []
+    [note] = cp.not_judged(needs, unknown)
+    assert note.startswith("encryption of volume type 'ceph-ssd-luks': these credentials may not read")
+    assert note.endswith("ask the cloud team to confirm 'ceph-ssd-luks' encrypts at rest")
+    # a missing type is a problem, not a note
+    assert cp.not_judged(needs, fitting(needs, volume_types={"plain": None})) == []
 
 
 # --- a stack that is already (partly) deployed ---------------------------------------------------
