@@ -78,7 +78,9 @@ def choose_strategy(
             f"{STRATEGY_ENV}={requested!r}: unknown strategy; use {MITOGEN} (the default) or {LINEAR}"
         )
     if wanted == LINEAR:
-        return Strategy(LINEAR, note=f"ansible: {STRATEGY_ENV}={LINEAR}, running without Mitogen")
+        return Strategy(
+            LINEAR, note=f"ansible: {LINEAR} strategy requested ({STRATEGY_ENV}), running without Mitogen"
+        )
     if mitogen_plugin_dir is None:
         reason = mitogen_problem or "ansible_mitogen is not installed"
         return Strategy(

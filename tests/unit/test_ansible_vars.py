@@ -272,3 +272,28 @@ def test_chrony_renders_the_configured_sources_and_serves_no_one():
         "ntp1.interieur.gouv.fr", "ntp2.interieur.gouv.fr"
     ]
     assert "port 0" in text.splitlines() and "cmdport 0" in text.splitlines()
+
+
+def test_roles_get_both_debian_mirrors_of_the_stack():
+    config, _inventory, per_group = _vars()
+    assert per_group["all"]["common_package_mirror"] == "https://miroir.exemple.gouv.fr/debian"
+    assert per_group["all"]["common_security_mirror"] == "https://miroir.exemple.gouv.fr/debian-security"
+    own = config.model_copy(
+        update={"cloud": config.cloud.model_copy(update={"security_mirror": "https://secu.exemple.gouv.fr/d"})}
+    )
+    assert _vars(own)[2]["all"]["common_security_mirror"] == "https://secu.exemple.gouv.fr/d"
+
+
+def test_a_lab_config_without_its_host_mirrors_is_refused_not_rendered_with_none(tmp_path):
+    from visio_infra.apt_sources import with_node_mirrors
+    from visio_infra.config import load_stack_file, stack_file
+
+    lab = load_stack_file(stack_file("lab"))
+    nodes = plan_nodes(lab, {"sfu": 0, "turn": 0, "db": 0, "redis": 1, "bastion": 0})
+    inventory = build_inventory(nodes, {}, {})
+    with pytest.raises(AnsibleVarsError, match="with_node_mirrors"):
+        group_vars(lab, inventory, CERTS)
+    (tmp_path / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    filled = group_vars(with_node_mirrors(lab, tmp_path), inventory, CERTS)["all"]
+    assert filled["common_package_mirror"] == "http://mirror.example/debian"
+    assert filled["common_security_mirror"] == "http://mirror.example/debian-security"

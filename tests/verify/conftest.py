@@ -121,10 +121,12 @@ def group_vars(config: StackConfig, inventory: dict[str, Any], outputs: dict[str
     """The non-secret variables a converge gives each inventory group (the wrapper's own function, fed
     with the stack's outputs), so expectations follow what the roles were asked to do."""
     from visio_infra.ansible_vars import group_vars as wrapper_group_vars
+    from visio_infra.apt_sources import with_node_mirrors
     from visio_infra.configure_cmd import certificates_from_outputs
 
     # The LiveKit binary's origin only matters to an install; the verification reads the running one.
-    return wrapper_group_vars(config, inventory, certificates_from_outputs(outputs),
+    # The mirrors as a converge fills them in (the lab's: this host's apt sources).
+    return wrapper_group_vars(with_node_mirrors(config), inventory, certificates_from_outputs(outputs),
                               livekit_binary="(read from the running process)")
 
 
