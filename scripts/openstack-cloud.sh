@@ -52,6 +52,12 @@ preflight() {
   grep -qw overlay /proc/filesystems || die "the kernel has no overlayfs: every up boots an overlay of the cached root"
 }
 
+need_disk() { # MB, what: fail before starting when $D's file system has less free
+  mkdir -p "$D"
+  local free; free=$(df -Pm "$D" | awk 'NR == 2 {print $4}')
+  [ "$free" -ge "$1" ] || die "$2 needs ${1} MB free in $D, only $free MB are: free some ('$0 down --purge' drops this cache) or set VISIO_OPENSTACK_DIR"
+}
+
 lock() { # one up/down/build at a time (exec and status need none)
   mkdir -p "$D"
   exec 9>"$D/.lock"
@@ -207,28 +213,49 @@ bridge_up() {
   ip link set "$OSC_BRIDGE" up
 }
 
-# Boot ROOT as the machine (in its own session: it outlives this script), wait for its systemd.
+# Boot ROOT as machine NAME with NETWORK (a systemd-nspawn option), in its own session (it outlives
+# this script); pid files and console log go to DIR. Prints the machine's PID 1 once systemd answers.
 boot() {
-  local root=$1 n l i
-  mkdir -p "$RUN"
-  setsid systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$OSC_MACHINE" \
-    --network-bridge="$OSC_BRIDGE" --resolv-conf=off --timezone=off --link-journal=no \
-    --console=read-only -D "$root" </dev/null >"$RUN/console.log" 2>&1 9>&- &
+  local root=$1 dir=$2 name=$3 network=$4 n l i
+  mkdir -p "$dir"
+  setsid systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$name" "$network" \
+    --resolv-conf=off --timezone=off --link-journal=no --console=read-only -D "$root" \
+    </dev/null >"$dir/console.log" 2>&1 9>&- &
   n=$!
-  echo "$n" >"$RUN/nspawn.pid"
+  echo "$n" >"$dir/nspawn.pid"
   for i in $(seq 100); do
     l=$(leader_of "$n") && break
-    pid_alive "$n" || die "systemd-nspawn exited at once: $(tail -3 "$RUN/console.log" | tr '\n' ' ')"
+    pid_alive "$n" || die "systemd-nspawn exited at once: $(tail -3 "$dir/console.log" | tr '\n' ' ')"
     sleep 0.1
   done
-  [ -n "${l:-}" ] || die "systemd-nspawn started no machine: $(tail -3 "$RUN/console.log" | tr '\n' ' ')"
-  echo "$l" >"$RUN/leader.pid"
+  [ -n "${l:-}" ] || die "systemd-nspawn started no machine: $(tail -3 "$dir/console.log" | tr '\n' ' ')"
+  echo "$l" >"$dir/leader.pid"
   for i in $(seq 600); do
-    [ "$(inside "$l" systemctl is-system-running 2>/dev/null)" != "" ] && \
-      inside "$l" test -S /run/systemd/private 2>/dev/null && break
+    inside "$l" test -S /run/systemd/private 2>/dev/null && break
     sleep 0.1
   done
   echo "$l"
+}
+
+# Kill a machine by its systemd-nspawn PID (its PID namespace dies with its PID 1), or by the pid
+# file in DIR.
+kill_nspawn() {
+  local l
+  pid_alive "$1" && [[ "$(cmdline "$1")" == systemd-nspawn\ * ]] || return 0
+  l=$(leader_of "$1") && kill -KILL "$l" 2>/dev/null
+  kill_and_wait "$1"
+}
+stop_machine() { kill_nspawn "$(cat "$1/nspawn.pid" 2>/dev/null || true)"; }
+
+# Roots of older scripts are never used again (2 GB each), unless a running cloud still boots on one.
+prune_roots() {
+  local keep=$1 dir
+  for dir in "$D"/roots/*/; do
+    dir=${dir%/}
+    [ -d "$dir" ] && [ "$(basename "$dir")" != "$keep" ] || continue
+    grep -q "lowerdir=$dir/root" /proc/mounts && continue
+    rm -rf "$dir"
+  done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -268,30 +295,35 @@ build_root() { # builds $D/roots/$1 (the configured root)
   echo "$OSC_MACHINE" >"$r/etc/hostname"
   printf '127.0.0.1 localhost\n%s %s\n' "$OSC_IP" "$OSC_MACHINE" >"$r/etc/hosts"
   rm -f "$r/etc/resolv.conf"; : >"$r/etc/resolv.conf"   # no DNS: everything is addressed by IP
-  printf '[Match]\nName=host0\n[Network]\nAddress=%s/%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+  # Without carrier too: the build boots on a veth whose host side stays down.
+  printf '[Match]\nName=host0\n[Network]\nAddress=%s/%s\nConfigureWithoutCarrier=yes\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
     "$OSC_IP" "$OSC_PREFIX" >"$r/etc/systemd/network/10-host0.network"
+  # The bridge of the flat physical network `external` (network `public`, floating IPs).
+  printf '[NetDev]\nName=brex\nKind=bridge\n' >"$r/etc/systemd/network/20-brex.netdev"
+  printf '[Match]\nName=brex\n[Network]\nConfigureWithoutCarrier=yes\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+    >"$r/etc/systemd/network/20-brex.network"
   rm -rf "$r$INSIDE"; mkdir -p "$r$INSIDE"
   cp -a "$FILES/." "$r$INSIDE/"
-  bridge_up
-  l=$(boot "$r")
+  # Booted on a veth of its own, unconnected on the host side: the build needs no network from the
+  # host, so it never clashes with a running cloud's bridge and address (build while a cloud runs).
+  l=$(boot "$r" "$tmp" "$OSC_MACHINE-build" --network-veth)
   if ! inside "$l" bash "$INSIDE/setup.sh" >"$D/logs/configure.log" 2>&1; then
-    cleanup
+    stop_machine "$tmp"
     die "stage 2 failed (its root stays in $tmp until the next build); last lines of $D/logs/configure.log:
 $(tail -15 "$D/logs/configure.log")"
   fi
   # A clean power-off (MariaDB and RabbitMQ flush to disk): the root is then the pristine root.
-  kill -TERM "$(cat "$RUN/nspawn.pid")"
-  for i in $(seq 600); do pid_alive "$(cat "$RUN/nspawn.pid")" || break; sleep 0.2; done
-  pid_alive "$(cat "$RUN/nspawn.pid")" && die "the machine did not power off within 120 s"
-  cleanup
+  kill -TERM "$(cat "$tmp/nspawn.pid")"
+  for i in $(seq 600); do pid_alive "$(cat "$tmp/nspawn.pid")" || break; sleep 0.2; done
+  pid_alive "$(cat "$tmp/nspawn.pid")" && { stop_machine "$tmp"; die "the machine did not power off within 120 s"; }
+  rm -f "$tmp/nspawn.pid" "$tmp/leader.pid"
   [ -s "$r/etc/openstack/clouds.yaml" ] || die "stage 2 wrote no clouds.yaml"
   configure=$((SECONDS - t1))
   printf '{"digest": "%s", "build_seconds": %d, "install_seconds": %d, "configure_seconds": %d, "built_at": "%s"}\n' \
     "$digest" $((install + configure)) "$install" "$configure" "$(date -u +%FT%TZ)" >"$tmp/stamp.json"
   mkdir -p "$D/roots"
   rm -rf "$D/roots/$digest"; mv "$tmp" "$D/roots/$digest"
-  # Roots of older scripts are never used again (2 GB each).
-  find "$D/roots" -mindepth 1 -maxdepth 1 -type d ! -name "$digest" -exec rm -rf {} +
+  prune_roots "$digest"
   rm -rf "$D/tmp"
 }
 
@@ -301,8 +333,9 @@ ensure_root() { # sets ROOT_DIR to the pristine root of the current scripts (bui
   ROOT_DIR=$D/roots/$digest BUILT_IN=
   [ -f "$ROOT_DIR/stamp.json" ] && return 0
   t0=$SECONDS
+  need_disk 6000 "building the cloud's root (2 GB of packages, a 2 GB configured copy)"
   say "no cached root for these scripts (digest $digest): building it once"
-  trap 'warn "build interrupted: removing its machine"; cleanup; exit 130' INT TERM
+  trap 'warn "build interrupted: removing its machine"; stop_machine "$D/tmp/root-$digest"; exit 130' INT TERM
   build_root "$digest"
   trap - INT TERM
   BUILT_IN=$((SECONDS - t0))
@@ -339,11 +372,12 @@ cmd_up() {
   cleanup   # leftovers of a crashed run: stale pids, machine, mounts, interfaces, scratch
   ensure_root
   root=$ROOT_DIR
+  need_disk 1000 "a running cloud (its overlay grows with logs and databases)"
   local t1=$SECONDS
   mkdir -p "$RUN/upper" "$RUN/work" "$RUN/root"
   mount -t overlay visio-openstack -o "lowerdir=$root/root,upperdir=$RUN/upper,workdir=$RUN/work" "$RUN/root"
   bridge_up
-  l=$(boot "$RUN/root")
+  l=$(boot "$RUN/root" "$RUN" "$OSC_MACHINE" --network-bridge="$OSC_BRIDGE")
   (umask 077; cp "$root/root/etc/openstack/clouds.yaml" "$CLOUDS.tmp" && mv "$CLOUDS.tmp" "$CLOUDS")
   if ! inside "$l" python3 "$INSIDE/ready.py" --wait --timeout "$BOOT_TIMEOUT"; then
     die "the cloud is not usable after ${BOOT_TIMEOUT}s; logs: $0 exec journalctl -b, /var/log/{nova,neutron,cinder}/ inside; console $RUN/console.log"
@@ -357,10 +391,12 @@ cmd_up() {
   say "clouds: OS_CLIENT_CONFIG_FILE=$CLOUDS OS_CLOUD=$OSC_PROJECT (or $OSC_PROJECT-admin); auth_url http://$OSC_IP:5000/v3"
 }
 
-cmd_build() {
+cmd_build() { # a running cloud is left alone: the build boots a machine of its own
   preflight; lock
-  running_leader >/dev/null && die "the cloud is running: 'down' first (the build boots the same machine)"
-  cleanup
+  local n
+  for n in $(our_nspawns); do  # an interrupted build's machine
+    [[ "$(cmdline "$n")" == *-D\ "$D/tmp/"* ]] && kill_nspawn "$n"
+  done
   ensure_root
   [ -n "$BUILT_IN" ] || say "cached root is up to date: $ROOT_DIR"
 }
@@ -373,6 +409,7 @@ cmd_down() {
   running_leader >/dev/null && was=running
   cleanup
   rm -f "$CLOUDS"
+  [ -d "$D/roots" ] && prune_roots "$(root_digest)"
   if [ "$purge" = 1 ]; then
     rm -rf "$D/roots" "$D/base" "$D/tmp" "$D/.debs" "$D/logs"
     say "down in $((SECONDS - t0)) s (was $was); cache purged from $D"

@@ -106,6 +106,7 @@ class Checker:
         with open("/etc/openstack/clouds.yaml", encoding="utf-8") as f:
             self.clouds = yaml.safe_load(f)["clouds"]
         self.last_discover = 0.0
+        self.admin: tuple[str, dict[str, str]] | None = None
 
     def look(self, discover: bool) -> dict[str, tuple[bool, str]]:
         """One look at every service: {name: (ready, detail)}."""
@@ -116,14 +117,20 @@ class Checker:
                 result[name] = probe()
             except NotReady as exc:
                 result[name] = (False, str(exc))
+                if "HTTP 401" in str(exc):
+                    self.admin = None
 
         state: dict = {}
 
         def keystone():
-            admin = self.clouds[f"{ENV['OSC_PROJECT']}-admin"]
-            state["token"], catalog = token(admin)
-            state["urls"] = endpoints(catalog)
-            token(self.clouds[ENV["OSC_PROJECT"]])
+            # Logged in once (each login is a password hash on a busy machine); a refused token
+            # below (401) logs in again.
+            if self.admin is None:
+                admin = self.clouds[f"{ENV['OSC_PROJECT']}-admin"]
+                tok, catalog = token(admin)
+                token(self.clouds[ENV["OSC_PROJECT"]])
+                self.admin = tok, endpoints(catalog)
+            state["token"], state["urls"] = self.admin
             return True, f"tokens for admin and {ENV['OSC_USER']}"
 
         check("keystone", keystone)
