@@ -88,18 +88,20 @@ python -m pytest tests/lab/test_converge_idempotent.py -q -p no:cacheprovider -k
 row "site playbook on every host, 0 changed (s)" "$(python3 -c 'import sys,xml.etree.ElementTree as E
 for p in E.parse(sys.argv[1]).iter("property"):
     if p.get("name") == "converge_seconds": print(p.get("value"))' /tmp/bench-idempotent.xml)"
-echo "no-change converge of the lab, Mitogen vs linear in one run (scripts/converge_strategies.py)"
+echo "no-change converge of the lab, Mitogen vs linear in one run (scripts/converge_strategies.py, M L L M)"
 python scripts/converge_strategies.py lab >/tmp/bench-strategies.json 2>/tmp/bench-strategies.err \
   || echo "  (a converge failed or changed something: /tmp/bench-strategies.*, artifacts/lab/converge-*.log)"
 while IFS=$'\t' read -r label value; do row "$label" "$value"; done < <(python3 -c 'import json,sys
 f = json.load(open(sys.argv[1]))
 for name in ("linear", "mitogen_linear"):
-    r = f["runs"][name]
-    print("site playbook, %s, %d hosts (s)\t%s (%d tasks, %d changed, %d failed)"
-          % (name, r["hosts"], r["seconds"], r["tasks"], r["changed"], r["failed"]))
+    r = f["fastest"][name]
+    every = " ".join(str(x["seconds"]) for x in f["runs"] if x["requested"] == name)
+    print("site playbook, %s, %d hosts, fastest (s)\t%s (%d tasks, %d changed, %d failed; runs: %s)"
+          % (name, r["hosts"], r["seconds"], r["tasks"], r["changed"], r["failed"], every))
 verdict = "met" if f["ratio"] <= 0.40 else "missed"
 same = "same task counts" if f["same_tasks"] else "task counts DIFFER"
-print("mitogen_linear / linear\t%.0f %% (target <= 40 %%: %s; %s)" % (100 * f["ratio"], verdict, same))' \
+used = "" if f["mitogen_used"] else "; Mitogen NOT used (see /tmp/bench-strategies.err)"
+print("mitogen_linear / linear\t%.0f %% (target <= 40 %%: %s; %s%s)" % (100 * f["ratio"], verdict, same, used))' \
   /tmp/bench-strategies.json 2>/dev/null || echo "  (no figures: /tmp/bench-strategies.err)")
 t0=$(now); bash scripts/lab.sh down >/dev/null; t1=$(now)
 row "pulumi destroy --stack lab (s)" "$(secs "$t0" "$t1")"
