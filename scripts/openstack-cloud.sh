@@ -5,14 +5,16 @@
 # Cinder (fake backend, `encrypted` and `plain` volume types, fixed-key key manager).
 #
 #   scripts/openstack-cloud.sh up            boot a clean cloud from the cached root (built first when
-#                                            missing: ~10-15 min once) and wait until it is usable
+#                                            missing: ~10 min once) and wait until it is usable
 #   scripts/openstack-cloud.sh down [--purge] remove the machine, its bridge, overlay and scratch copy
 #                                            (--purge: the cached roots and .deb cache too)
-#   scripts/openstack-cloud.sh status        running or not, address, clouds.yaml, services
+#   scripts/openstack-cloud.sh status        running or not, address, clouds.yaml, services (exit 0:
+#                                            running and ready, 1: running, not ready, 3: not running)
 #   scripts/openstack-cloud.sh exec CMD...   run CMD inside the machine (as root; the `openstack` CLI
 #                                            there defaults to the admin cloud), e.g. to inject faults:
 #                                            exec systemctl stop nova-api
-#   scripts/openstack-cloud.sh build         only make sure the cached root exists (no cloud left up)
+#   scripts/openstack-cloud.sh build         only make sure the cached root exists (leaves a running
+#                                            cloud alone; builds on a machine of its own)
 #
 # Clients: OS_CLIENT_CONFIG_FILE=$VISIO_OPENSTACK_DIR/clouds.yaml with OS_CLOUD=visio-acceptance (a
 # `member` of project visio-acceptance, default quotas) or visio-acceptance-admin.
@@ -26,6 +28,7 @@
 #   run/                     the running cloud: pids, overlay (upper, work, merged root), console log
 #   logs/                    build logs
 # Every `up` boots a throw-away overlay of the pristine root, so every cloud starts clean.
+# VISIO_OPENSTACK_BOOT_TIMEOUT (default 900 s): how long `up` waits for a usable cloud.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FILES=$HERE/openstack-cloud
@@ -45,7 +48,7 @@ die() { printf '\033[31m[openstack-cloud] ERROR:\033[0m %s\n' "$*" >&2; exit 1; 
 preflight() {
   [ "$(id -u)" = 0 ] || die "run as root: the cloud is a systemd-nspawn machine on a host bridge"
   local missing=() tool
-  for tool in debootstrap systemd-nspawn nsenter ip mount flock python3 ps setsid; do
+  for tool in debootstrap systemd-nspawn nsenter ip mount flock python3 setsid; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   [ ${#missing[@]} = 0 ] || die "missing on this host: ${missing[*]} (scripts/setup.sh installs debootstrap and systemd-container)"
@@ -143,7 +146,7 @@ our_nspawns() {
 # The machine's PID 1 (its systemd): the child of systemd-nspawn that is PID 1 in its namespace.
 leader_of() {
   local child
-  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+  for child in $(cat "/proc/$1/task/$1/children" 2>/dev/null); do
     if awk '$1 == "NSpid:" && $NF == 1 {found=1} END {exit !found}' "/proc/$child/status" 2>/dev/null; then
       echo "$child"; return 0
     fi
@@ -189,10 +192,17 @@ cleanup() {
     members+=("$n")
   done
   kill_and_wait "${members[@]}"
-  # Anything else still rooted in our trees (a chroot, an orphan of a killed nspawn).
+  # Anything else still running on our trees: a machine orphaned by a killed systemd-nspawn (its
+  # "/" is our overlay or a build root), a chroot.
   members=()
+  local self_ns; self_ns=$(readlink /proc/self/ns/mnt)
   for p in /proc/[0-9]*; do
-    [[ "$(readlink "$p/root" 2>/dev/null)" == "$D"/* ]] && members+=("${p#/proc/}")
+    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" != "$self_ns" ] || [[ "$(readlink "$p/root" 2>/dev/null)" == "$D"/* ]] || continue
+    if [[ "$(readlink "$p/root" 2>/dev/null)" == "$D"/* ]] || \
+       awk -v d="$D/" '$5 == "/" && (index($4, d) == 1 || index($0, "upperdir=" d) > 0) {found=1} END {exit !found}' \
+         "$p/mountinfo" 2>/dev/null; then
+      members+=("${p#/proc/}")
+    fi
   done
   kill_and_wait "${members[@]}"
   local m
@@ -365,6 +375,8 @@ cmd_up() {
   local t0=$SECONDS l root
   if l=$(running_leader); then
     say "the cloud is already running at $OSC_IP (use 'down' first for a clean one)"
+    grep -q "lowerdir=$D/roots/$(root_digest)/root" /proc/mounts || \
+      warn "it runs on a root built from other scripts than these: 'down' then 'up' to use these"
     inside "$l" python3 "$INSIDE/ready.py" --wait --timeout "$BOOT_TIMEOUT" || die "the running cloud is not ready"
     say "clouds.yaml: $CLOUDS"
     return 0
@@ -429,7 +441,7 @@ cmd_status() {
   if [ "$(id -u)" = 0 ] && l=$(running_leader); then
     echo "cloud: running (machine $OSC_MACHINE, PID 1 = $l) at $OSC_IP; auth_url http://$OSC_IP:5000/v3"
     echo "clouds.yaml: $CLOUDS (OS_CLOUD=$OSC_PROJECT or $OSC_PROJECT-admin)"
-    inside "$l" python3 "$INSIDE/ready.py" --summary || true
+    inside "$l" python3 "$INSIDE/ready.py" --summary || return 1
   else
     echo "cloud: not running"
     echo "clouds.yaml: $CLOUDS (written by 'up')"
@@ -451,5 +463,5 @@ case "${1:-}" in
   status) shift; cmd_status "$@" ;;
   exec) shift; cmd_exec "$@" ;;
   build) shift; cmd_build "$@" ;;
-  *) sed -n '2,18p' "$0"; exit 2 ;;
+  *) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 2 ;;
 esac

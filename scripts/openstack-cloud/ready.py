@@ -7,7 +7,8 @@
 Usable means: Keystone issues tokens to the admin and the acceptance member; the 4 nova-compute
 services report up, are mapped to cell1 and have placement resource providers with capacity; the
 conductor and scheduler are up; every Neutron agent is alive (a linuxbridge agent per compute host,
-DHCP, L3); cinder-scheduler and cinder-volume are up; Glance lists the `Debian 12` image.
+DHCP, L3); cinder-scheduler and cinder-volume are up and the scheduler knows the `fake` pool;
+Glance lists the `Debian 12` image.
 The build ages every heartbeat in the cached root, so "up" here always means a fresh report.
 """
 
@@ -106,6 +107,8 @@ class Checker:
         with open("/etc/openstack/clouds.yaml", encoding="utf-8") as f:
             self.clouds = yaml.safe_load(f)["clouds"]
         self.last_discover = 0.0
+        self.cinder_up_since: float | None = None
+        self.last_volume_restart = 0.0
         self.admin: tuple[str, dict[str, str]] | None = None
 
     def look(self, discover: bool) -> dict[str, tuple[bool, str]]:
@@ -182,7 +185,23 @@ class Checker:
             services = http("GET", urls["volumev3"] + "/os-services", tok)[1]["services"]
             up = {s["binary"] for s in services if s["state"] == "up" and s["status"] == "enabled"}
             wanted = {"cinder-scheduler", "cinder-volume"}
-            return wanted <= up, f"{', '.join(sorted(wanted & up)) or 'nothing'} up"
+            if not wanted <= up:
+                self.cinder_up_since = None
+                return False, f"{', '.join(sorted(wanted & up)) or 'nothing'} up"
+            # Up is not enough: the scheduler places volumes on the pools whose capabilities it has
+            # received, by fanout, from cinder-volume at its start (or every 60 s). When both start
+            # at once that first message can be lost: volumes then fail with NoValidBackend for a
+            # minute. A restarted cinder-volume publishes again to the scheduler now listening.
+            pools = http("GET", urls["volumev3"] + "/scheduler-stats/get_pools", tok)[1]["pools"]
+            if any(p["name"].startswith(f"{MACHINE}@fake") for p in pools):
+                return True, "scheduler, volume up; pool fake known to the scheduler"
+            now = time.monotonic()
+            self.cinder_up_since = self.cinder_up_since or now
+            if discover and now - self.cinder_up_since > 15 and now - self.last_volume_restart > 60:
+                self.last_volume_restart = now
+                subprocess.run(["systemctl", "restart", "cinder-volume"], capture_output=True, check=False)
+                return False, "scheduler, volume up; no pool known to the scheduler: cinder-volume restarted"
+            return False, "scheduler, volume up; no pool known to the scheduler yet"
 
         def glance():
             images = http("GET", urls["image"] + "/v2/images?name=Debian%2012", tok)[1]["images"]
@@ -202,9 +221,10 @@ def main() -> int:
     args = parser.parse_args()
     checker = Checker()
     if args.summary:
-        for name, (ok, detail) in checker.look(discover=False).items():
+        result = checker.look(discover=False)
+        for name, (ok, detail) in result.items():
             print(f"  {name:9} {'ok' if ok else 'NOT READY'}: {detail}")
-        return 0
+        return 0 if len(result) == 5 and all(ok for ok, _detail in result.values()) else 1
     started = time.monotonic()
     shown = ""
     while True:
