@@ -75,8 +75,9 @@ def test_source_archives_are_the_pinned_releases():
     """Each archive of the source mirror is named after the release it builds, with a sha256 pinned."""
     env = _versions_env()
     assert env["LANGUAGE_HOST_ARCHIVE"] == f"pulumi-language-python-{env['PULUMI_VERSION']}.tar.gz"
-    assert env["OPENSTACK_PLUGIN_ARCHIVE"] == f"pulumi-openstack-{env['OPENSTACK_PLUGIN_VERSION']}-provider.tar.gz"
-    assert env["RANDOM_PLUGIN_ARCHIVE"] == f"pulumi-random-{env['RANDOM_PLUGIN_VERSION']}-provider.tar.gz"
+    for name in ("openstack", "random"):
+        version = env[f"{name.upper()}_PLUGIN_VERSION"]
+        assert env[f"{name.upper()}_PLUGIN_ARCHIVE"] == f"pulumi-{name}-{version}-provider.tar.gz"
     for key in ("LANGUAGE_HOST_SHA256", "OPENSTACK_PLUGIN_SHA256", "RANDOM_PLUGIN_SHA256"):
         assert re.fullmatch(r"[0-9a-f]{64}", env[key]), key
 
