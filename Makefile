@@ -22,5 +22,5 @@ lint:
 unit:
 	bash scripts/test.sh unit
 
-bench:            ## print timings: toolchain cold/warm, unit suite, lab, no-op up, verification
-	bash scripts/bench.sh
+bench:            ## print timings: toolchain, unit suite, the test OpenStack and acceptance stack, lab, converges
+	bash scripts/bench.sh --openstack --lab

@@ -3,7 +3,9 @@
 #   toolchain cold build of the builds in use (recorded when they were built) and warm set-up, unit
 #   suite, mock evaluation of every stack, then (with --lab) lab from nothing with the base image
 #   cached (and its build time, recorded when it was built), no-op up, verification suite and call
-#   figures. The lab figures with a target in the issue say whether the target is met.
+#   figures. The lab figures with a target in the issue say whether the target is met. With
+#   --openstack: the test cloud's cold build (recorded) and cached up, every figure the acceptance
+#   and preflight tests record (up, no-op up, grow, fault recovery, destroy, preflight), cloud down.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -36,6 +38,16 @@ for link in pulumi livekit-server "livekit-server-$LIVEKIT_PREVIOUS_VERSION"; do
     row "cold build $link" "from PATH (not built here)"
   fi
 done
+# The resource plugins built from the source mirror (scripts/toolchain.sh plugins).
+for plugin in "openstack $OPENSTACK_PLUGIN_VERSION" "random $RANDOM_PLUGIN_VERSION"; do
+  set -- $plugin
+  stamp=$VISIO_TOOLCHAIN_DIR/plugin-$1-$2/.complete
+  if [ -f "$stamp" ]; then
+    row "cold build plugin-$1-$2, from the source mirror (s)" "$(sed -n 's/^build_seconds=//p' "$stamp")"
+  else
+    row "cold build plugin-$1-$2" "not built here (no $stamp)"
+  fi
+done
 t0=$(now); bash scripts/toolchain.sh all >/dev/null; t1=$(now)
 row "warm toolchain set-up (s)" "$(secs "$t0" "$t1")"
 t0=$(now); bash scripts/setup.sh >/dev/null; t1=$(now)
@@ -54,7 +66,42 @@ for stack, run in json.load(open(sys.argv[1]))["stacks"].items():
 row "program under mocks: every stack, total (s)" \
   "$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["total_seconds"])' /tmp/bench-mocks.json)"
 
-[ "${1:-}" = "--lab" ] || { echo "(add --lab for the lab figures: it rebuilds the lab from nothing)"; exit 0; }
+want_lab=0; want_openstack=0
+for arg in "$@"; do
+  case "$arg" in
+    --lab) want_lab=1 ;;
+    --openstack) want_openstack=1 ;;
+    *) echo "usage: scripts/bench.sh [--lab] [--openstack]" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$want_openstack" = 1 ]; then
+  echo "OpenStack (scripts/openstack-cloud.sh, tests/openstack)"
+  bash scripts/openstack-cloud.sh down >/dev/null 2>&1 || true
+  t0=$(now); bash scripts/openstack-cloud.sh up >/tmp/bench-cloud-up.log 2>&1; t1=$(now)
+  # The cold build time is the one the cached root recorded when it was built (a first `up` above
+  # may have built it: then the cached `up` is measured again below).
+  stamp=$(ls -t "${VISIO_OPENSTACK_DIR:-$HOME/.cache/visio-openstack}"/roots/*/stamp.json 2>/dev/null | head -1)
+  row "cloud root build, cold, when it was built (s)" \
+    "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["build_seconds"])' "$stamp" 2>/dev/null || echo '?')"
+  if grep -q 'built root' /tmp/bench-cloud-up.log; then
+    bash scripts/openstack-cloud.sh down >/dev/null
+    t0=$(now); bash scripts/openstack-cloud.sh up >/tmp/bench-cloud-up.log 2>&1; t1=$(now)
+  fi
+  row "cloud up from the cached root (s)" "$(secs "$t0" "$t1")"
+  python -m pytest tests/openstack -q -p no:cacheprovider --junitxml=/tmp/bench-openstack.xml \
+    >/tmp/bench-openstack.log 2>&1 || echo "  (acceptance tests FAILED: /tmp/bench-openstack.log)"
+  # Every figure the acceptance and preflight tests recorded (record_property), in test order.
+  python3 -c 'import sys,xml.etree.ElementTree as E
+for case in E.parse(sys.argv[1]).iter("testcase"):
+    for p in case.iter("property"):
+        print("  %-52s %s" % (p.get("name").replace("_", " ") + (" (s)" if p.get("name").endswith("seconds") else ""), p.get("value")))' \
+    /tmp/bench-openstack.xml
+  t0=$(now); bash scripts/openstack-cloud.sh down >/dev/null; t1=$(now)
+  row "cloud down (s)" "$(secs "$t0" "$t1")"
+fi
+
+[ "$want_lab" = 1 ] || { echo "(add --lab for the lab figures: it rebuilds the lab from nothing)"; exit 0; }
 
 echo "lab (base image cached unless noted)"
 pulumi stack select --create lab >/dev/null
