@@ -33,6 +33,7 @@ CONTENT_DIRS = (
     "ansible.cfg",
     "visio_infra/ansible_vars.py",
     "visio_infra/ansible_run.py",
+    "visio_infra/apt_sources.py",
     "visio_infra/security_rules.py",
 )
 """What the converge runs or renders its variables with: a change to any file here re-runs it."""
