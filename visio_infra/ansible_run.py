@@ -45,6 +45,11 @@ MITOGEN = "mitogen_linear"
 LINEAR = "linear"
 STRATEGIES = (MITOGEN, LINEAR)
 """Both run the tasks in the same order, host by host in lock step; only the transport differs."""
+MITOGEN_CONNECT_TIMEOUT = 30
+"""Seconds Mitogen may take to reach a host. It reads Ansible's `timeout` (default 10 s) as the
+deadline of its whole bootstrap (SSH, a Python interpreter, its own core module), not only of SSH's
+handshake as the linear strategy does: on a loaded 2-core machine, the lab's six bootstraps at once
+took longer than 10 s ("Connection timed out" on five hosts that answered SSH at once)."""
 
 
 class StrategyError(ansible_vars.AnsibleVarsError):
@@ -119,6 +124,7 @@ def strategy_env(strategy: Strategy) -> dict[str, str]:
     env = {"ANSIBLE_STRATEGY": strategy.name}
     if strategy.plugin_dir:
         env["ANSIBLE_STRATEGY_PLUGINS"] = strategy.plugin_dir
+        env["ANSIBLE_TIMEOUT"] = str(MITOGEN_CONNECT_TIMEOUT)
     return env
 
 

@@ -59,6 +59,8 @@ def test_environment_of_each_strategy():
     assert strategy_env(Strategy(MITOGEN, plugin_dir=PLUGINS)) == {
         "ANSIBLE_STRATEGY": MITOGEN,
         "ANSIBLE_STRATEGY_PLUGINS": PLUGINS,
+        # Mitogen's deadline covers its whole bootstrap, not only SSH's handshake.
+        "ANSIBLE_TIMEOUT": "30",
     }
     assert strategy_env(Strategy(LINEAR, note="why")) == {"ANSIBLE_STRATEGY": LINEAR}
 
