@@ -10,6 +10,8 @@ Every run uses Mitogen's `mitogen_linear` strategy when the pinned `ansible_mito
 importable (a no-change converge of the lab takes about a third of the linear strategy's time: one
 persistent Python interpreter per host instead of one SSH round trip and module upload per task);
 `choose_strategy` decides, and says in one line why a run falls back to Ansible's `linear`.
+ansible-core 2.19 warns (in the run's stdout artifact) that strategy plugins outside ansible.builtin
+are deprecated, with no removal version: the day a release drops them, `linear` is the way back.
 """
 
 from __future__ import annotations
