@@ -52,7 +52,7 @@ def wait_http(url: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(url, timeout=10).close()
+            urllib.request.urlopen(url, timeout=10).close()  # noqa: S310 (http://<cloud address> only)
             return
         except urllib.error.HTTPError:
             return
@@ -62,14 +62,15 @@ def wait_http(url: str, timeout: float = 300) -> None:
             time.sleep(1)
 
 
-def retry(what: str, call, timeout: float = 300):
-    """Retry `call` while a just-started service answers 5xx or drops the connection."""
+def retry(what: str, call, *args, **kwargs):
+    """call(*args, **kwargs), retried for 300 s while a just-started service answers 5xx or drops
+    the connection."""
     import openstack.exceptions
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 300
     while True:
         try:
-            return call()
+            return call(*args, **kwargs)
         except (openstack.exceptions.HttpException, ConnectionError) as exc:
             status = getattr(exc, "status_code", None)
             if (status is not None and status < 500) or time.monotonic() > deadline:
@@ -167,43 +168,37 @@ def content() -> None:
             raw.flush()
             retry(
                 "image",
-                lambda: conn.create_image(
-                    "Debian 12",
-                    filename=raw.name,
-                    disk_format="raw",
-                    container_format="bare",
-                    visibility="public",
-                    os_distro="debian",
-                    os_version="12",
-                    wait=True,
-                ),
+                conn.create_image,
+                "Debian 12",
+                filename=raw.name,
+                disk_format="raw",
+                container_format="bare",
+                visibility="public",
+                os_distro="debian",
+                os_version="12",
+                wait=True,
             )
     for name, (vcpus, ram, disk) in FLAVORS.items():
         if not conn.compute.find_flavor(name):
-            retry(
-                "flavor",
-                lambda: conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True),
-            )
+            retry("flavor", conn.compute.create_flavor, name=name, vcpus=vcpus, ram=ram, disk=disk,
+                  is_public=True)
 
     storage = conn.block_storage
     for name in ("encrypted", "plain"):
         if not storage.find_type(name):
-            vtype = retry(
-                "volume type",
-                lambda: storage.create_type(name=name, extra_specs={"volume_backend_name": "fake"}),
-            )
+            specs = {"volume_backend_name": "fake"}
+            vtype = retry("volume type", storage.create_type, name=name, extra_specs=specs)
             if name == "encrypted":
                 storage.create_type_encryption(vtype, **ENCRYPTION)
 
     net = conn.network
     public = net.find_network("public") or retry(
         "network",
-        lambda: net.create_network(
-            name="public",
-            is_router_external=True,
-            provider_network_type="flat",
-            provider_physical_network="external",
-        ),
+        net.create_network,
+        name="public",
+        is_router_external=True,
+        provider_network_type="flat",
+        provider_physical_network="external",
     )
     if not list(net.subnets(network_id=public.id)):
         first, last = ENV["OSC_PUBLIC_POOL"].split("-")
@@ -216,7 +211,8 @@ def content() -> None:
             is_dhcp_enabled=False,
             allocation_pools=[{"start": first, "end": last}],
         )
-    say("content: image 'Debian 12', flavors a1.small a1.medium, volume types encrypted plain, network public")
+    say("content: image 'Debian 12', flavors a1.small a1.medium, volume types encrypted plain, "
+        "network public")
 
 
 def selfcheck() -> None:

@@ -49,7 +49,8 @@ class NotReady(Exception):
 
 
 def http(method: str, url: str, token: str | None = None, body: dict | None = None, headers=None):
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
+    data = json.dumps(body).encode() if body else None
+    request = urllib.request.Request(url, method=method, data=data)  # noqa: S310 (http://<cloud> only)
     request.add_header("Content-Type", "application/json")
     request.add_header("Accept", "application/json")
     for key, value in (headers or {}).items():
@@ -57,7 +58,7 @@ def http(method: str, url: str, token: str | None = None, body: dict | None = No
     if token:
         request.add_header("X-Auth-Token", token)
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 (http://<cloud> only)
             return response.headers, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         raise NotReady(f"{method} {url}: HTTP {exc.code}") from None
@@ -79,7 +80,9 @@ def token(cloud: dict) -> tuple[str, list]:
                     }
                 },
             },
-            "scope": {"project": {"name": auth["project_name"], "domain": {"name": auth["project_domain_name"]}}},
+            "scope": {
+                "project": {"name": auth["project_name"], "domain": {"name": auth["project_domain_name"]}}
+            },
         }
     }
     headers, answer = http("POST", auth["auth_url"] + "/auth/tokens", body=body)
@@ -143,7 +146,9 @@ class Checker:
 
         def nova():
             services = http("GET", urls["compute"] + "/os-services", tok)[1]["services"]
-            up = {(s["binary"], s["host"]) for s in services if s["state"] == "up" and s["status"] == "enabled"}
+            up = {
+                (s["binary"], s["host"]) for s in services if s["state"] == "up" and s["status"] == "enabled"
+            }
             computes = sorted(h for b, h in up if b == "nova-compute")
             missing = [b for b in ("nova-conductor", "nova-scheduler") if not any(x == b for x, _ in up)]
             mapped = mapped_hosts()
@@ -174,7 +179,8 @@ class Checker:
         def neutron():
             agents = http("GET", urls["network"] + "/v2.0/agents", tok)[1]["agents"]
             alive = {(a["agent_type"], a["host"]) for a in agents if a["alive"] and a["admin_state_up"]}
-            wanted = {("Linux bridge agent", h) for h in HOSTS} | {("DHCP agent", MACHINE), ("L3 agent", MACHINE)}
+            wanted = {("Linux bridge agent", h) for h in HOSTS}
+            wanted |= {("DHCP agent", MACHINE), ("L3 agent", MACHINE)}
             dead = sorted(f"{a['agent_type']}@{a['host']}" for a in agents if not a["alive"])
             detail = f"agents alive {len(wanted & alive)}/{len(wanted)}"
             if dead:
