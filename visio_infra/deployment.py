@@ -6,6 +6,10 @@ This is the only place that wires the pieces together. The cloud-specific part i
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
 import pulumi
 
 from visio_infra import inventory, outputs
@@ -24,6 +28,27 @@ def _infrastructure(config: StackConfig, args: InfrastructureArgs) -> Infrastruc
     from visio_infra.openstack import OpenStackInfrastructure
 
     return OpenStackInfrastructure(f"{config.ministry.slug}-openstack", args)
+
+
+CANCELLED_EXIT = 130
+"""Exit status of a program stopped by SIGINT (128 + 2)."""
+
+
+def exit_quietly_when_cancelled() -> None:
+    """Let the program end without a traceback when the engine cancels it.
+
+    When an update fails (a resource refused, a cloud API down), the engine cancels the program and
+    the Python language host sends it SIGINT. Python would print a KeyboardInterrupt traceback (two,
+    with the executor's shutdown) into the stack's diagnostics, under the resource error that caused
+    the failure; the engine has already recorded what failed, so the program just exits. Called by
+    `__main__` only: the mock tests run the program inside pytest, whose Ctrl-C must keep working."""
+
+    def stop(_signum: int, _frame: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(CANCELLED_EXIT)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 def build_deployment(config: StackConfig) -> None:

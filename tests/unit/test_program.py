@@ -532,3 +532,28 @@ def test_the_acceptance_stack_is_a_ministry_stack():
     run = _run("acceptance")
     assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 10
     assert not [r for r in run.resources if r.type.endswith(":HostConfiguration")]
+
+
+def test_a_cancelled_program_exits_without_a_traceback():
+    """A failed update cancels the program with SIGINT (the Python language host's cancellation): the
+    entry point's handler ends it at once, so no KeyboardInterrupt traceback buries the resource
+    error in the stack's diagnostics (seen on the real cloud with its compute API down)."""
+    import subprocess
+    import sys
+
+    from visio_infra.deployment import CANCELLED_EXIT
+
+    code = (
+        "import os, signal, time\n"
+        "from visio_infra.deployment import exit_quietly_when_cancelled\n"
+        "exit_quietly_when_cancelled()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == CANCELLED_EXIT
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+    entry = (STACKS_DIR.parent / "__main__.py").read_text(encoding="utf-8")
+    assert entry.index("exit_quietly_when_cancelled()") < entry.index("build_deployment(config)")
