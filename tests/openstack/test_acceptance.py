@@ -1,14 +1,18 @@
 """The acceptance stack's whole life on a real OpenStack, in order, read back through openstacksdk.
 
 One module, one stack: preview with the policy pack, up, what the cloud holds (security groups rule by
-rule, anti-affinity groups, volumes, addresses, tags), a no-op up and a refresh without drift, one
-more SFU node that only creates, the compute API stopped in the middle of an up and the recovery,
-then destroy. The steps run in the order of this file; a step whose prerequisite failed fails at once
-naming it, and the module fixture destroys the stack whatever happened, so nothing is left behind.
+rule, anti-affinity groups, volumes, addresses, tags), a no-op up and a refresh without drift, a
+server replacement refused by Nova and the documented rebuild instead, one more SFU node that only
+creates, the compute API stopped in the middle of an up and the recovery, a new image that reaches
+the bastion only, then destroy. The steps run in the order of this file; a step whose prerequisite
+failed fails at once naming it, and the module fixture destroys the stack whatever happened, so
+nothing is left behind.
 
 Timings (JUnit properties, read by scripts/bench.sh): preview_seconds, up_seconds, noop_up_seconds,
 refresh_seconds, grow_seconds, fault_early_recovery_seconds (API down before the server request),
-fault_recovery_seconds (API down while the server builds), destroy_seconds.
+fault_recovery_seconds (API down while the server builds), rebuild_seconds (one server destroyed
+and recreated the documented way), bastion_image_seconds (a new image rolled onto the bastion only),
+destroy_seconds.
 """
 
 from __future__ import annotations
@@ -248,7 +252,7 @@ def check_servers_and_anti_affinity(life: Lifecycle) -> None:
     conn, config = life.conn, life.config
     slug, limit = config.ministry.slug, config.cloud.server_group_max_members
     flavors = plan(config).flavors
-    image = conn.image.find_image(config.cloud.image, ignore_missing=False)
+    images = {i.id for i in conn.image.images(name=config.cloud.image)}
     servers = _servers(conn)
     assert set(servers) == {n.name for n in life.nodes}
     groups = {g.name: g for g in conn.compute.server_groups()}
@@ -260,7 +264,7 @@ def check_servers_and_anti_affinity(life: Lifecycle) -> None:
         assert server.availability_zone == node.zone, node.name
         assert server.key_name == f"visio-{slug}", node.name
         if config.cloud.boot_from == "image":
-            assert server.image and server.image.get("id") == image.id, node.name
+            assert server.image and server.image.get("id") in images, node.name
             assert not server.attached_volumes or node.role == "db", node.name
         number = server_group_number(node.index, limit)
         group_name = f"visio-{slug}-{node.role}" + ("" if number == 1 else f"-{number}")
@@ -402,6 +406,45 @@ def test_refresh_finds_no_drift(life: Lifecycle, record_property: Record) -> Non
     assert done.rc == 0, "pulumi refresh found drift"
     after = life.cli.command("preview", "--expect-no-changes", "--diff")
     assert after.rc == 0, "after a refresh, the program wants changes (a perpetual diff)"
+
+
+def _urn(life: Lifecycle, type_: str, name: str) -> str:
+    (urn,) = [r["urn"] for r in life.cli.export()["resources"]
+              if r["type"] == type_ and r["urn"].endswith(f"::{name}")]
+    return str(urn)
+
+
+def test_a_server_is_never_replaced_in_place_and_is_rebuilt_the_documented_way(
+    life: Lifecycle, record_property: Record
+) -> None:
+    """Every server sits on its own fixed-IP port, and Pulumi creates a replacement before deleting the
+    original: Nova refuses a second server on a port in use (409), so any replacement, a changed boot
+    source as much as `pulumi up --replace`, stops at its first server with nothing deleted. Rebuilding
+    a node is therefore `pulumi destroy --target <server> --target-dependents`, then `pulumi up`
+    (visio_infra/openstack/node.py): the node comes back on the same port, address and group."""
+    life.require("up")
+    node = f"{life.config.ministry.slug}-sfu-1"
+    urn = _urn(life, "openstack:compute/instance:Instance", f"{node}-server")
+    (server,) = life.conn.compute.servers(name=f"^{node}$")
+    port = next(iter(life.conn.network.ports(device_id=server.id)))
+
+    replace = ("--replace", urn, "--target", urn)
+    refused = life.cli.command("up", "--yes", "--skip-preview", "--diff=false", *replace)
+    assert refused.rc != 0, "a server was replaced on a port in use"
+    assert f"Port {port.id} is still in use" in refused.output, refused.output[-3000:]
+    assert [s.id for s in life.conn.compute.servers(name=f"^{node}$")] == [server.id]
+    check_state_matches_cloud(life)
+
+    removed = life.cli.command("destroy", "--yes", "--skip-preview", "--target", urn, "--target-dependents")
+    assert removed.rc == 0, "pulumi destroy --target of one server failed"
+    assert not list(life.conn.compute.servers(name=f"^{node}$"))
+    rebuilt = life.cli.command("up", "--yes", "--skip-preview", "--diff=false")
+    record_property("rebuild_seconds", life.timings.add("rebuild", removed.seconds + rebuilt.seconds))
+    assert rebuilt.rc == 0, "pulumi up did not recreate the server"
+    (again,) = life.conn.compute.servers(name=f"^{node}$")
+    assert again.id != server.id and [p.id for p in life.conn.network.ports(device_id=again.id)] == [port.id]
+    for check in ALL_CHECKS:
+        check(life)
 
 
 def _steps(life: Lifecycle, config_file: Path) -> list[dict[str, Any]]:
@@ -578,6 +621,45 @@ def test_compute_api_outage_mid_up_then_converges(life: Lifecycle, outage: Outag
     assert len(list(life.conn.compute.servers(name=f"^{last}$"))) == 1
     for check in ALL_CHECKS:
         check(life)
+
+
+def test_a_new_image_reaches_the_bastion_only(life: Lifecycle, record_property: Record) -> None:
+    """A newer image of the stack's name reaches the bastion (stateless) only; every other server keeps
+    its image (README, "What a `pulumi up` never replaces"). Booting from the local disk, the provider
+    moves a server to a new image with Nova's rebuild (same server, port and address, root disk
+    rewritten), so that is what the bastion gets here. The image is removed afterwards (the other
+    suites expect one image of that name)."""
+    life.require("up")
+    conn, config = life.conn, life.config
+    slug = config.ministry.slug
+    before = {s.name: s for s in conn.compute.servers(details=True)}
+    newer = conn.image.create_image(
+        name=config.cloud.image, data=b"\0" * 1024 * 1024, disk_format="raw", container_format="bare",
+        visibility="private",
+    )
+    try:
+        conn.image.wait_for_status(newer, "active", wait=300)
+        steps = [s for s in _steps(life, life.config_file()) if s["op"] != "same"]
+        bastion = f"{slug}-bastion-1"
+        assert {s["urn"].rsplit("::", 1)[1] for s in steps} == {f"{bastion}-server"}, steps
+        assert [s["op"] for s in steps] == ["update"], steps
+        changed = set(steps[0].get("diffReasons") or []) | set(steps[0].get("detailedDiff") or {})
+        assert changed == {"imageId"}, changed
+        config_file = life.config_file()
+        done = life.cli.command("up", "--yes", "--skip-preview", "--diff=false", config_file=config_file)
+        record_property("bastion_image_seconds", life.timings.add("bastion_image", done.seconds))
+        assert done.rc == 0, "pulumi up could not move the bastion to the new image"
+        after = {s.name: s for s in conn.compute.servers(details=True)}
+        assert after[bastion].id == before[bastion].id and after[bastion].image["id"] == newer.id
+        assert after[bastion].addresses == before[bastion].addresses
+        assert {n: s.id for n, s in after.items() if n != bastion} == {
+            n: s.id for n, s in before.items() if n != bastion
+        }
+        assert all(s.image["id"] != newer.id for n, s in after.items() if n != bastion)
+        for check in ALL_CHECKS:
+            check(life)
+    finally:
+        conn.image.delete_image(newer, ignore_missing=True)
 
 
 def test_destroy_leaves_nothing(life: Lifecycle, record_property: Record) -> None:

@@ -93,6 +93,7 @@ class Registration:
     dependencies: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     protect: bool = False
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -231,6 +232,7 @@ def run_program(raw: dict[str, Any], stack: str) -> ProgramRun:
                 dependencies=list(request.dependencies),
                 property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                 protect=bool(request.protect),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
     return ProgramRun(

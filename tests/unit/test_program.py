@@ -281,6 +281,9 @@ def test_replacement_guards(run, config):
         # Booting from the local disk, the image is the server's own: only the bastion follows it.
         follows = config.cloud.boot_from == "volume" or _role(instance) == "bastion"
         assert set(instance.ignore_changes) == {"userData", "keyPair"} | (set() if follows else {"imageId"})
+        # Only the bastion is replaced delete-first (it follows the image); any other replacement keeps
+        # the create-first order, which Nova refuses on the node's port in use (node.REBUILD).
+        assert instance.delete_before_replace == (_role(instance) == "bastion"), instance.name
     for volume in run.of_type(T_VOLUME):
         if volume.inputs["metadata"]["purpose"] == "boot" and _role(volume) != "bastion":
             assert volume.ignore_changes == ["imageId"], volume.name

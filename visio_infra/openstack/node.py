@@ -14,17 +14,27 @@ INSTANCE_IGNORE_CHANGES = ["user_data", "key_pair"]
 """Nova replaces a server when its user data or key pair changes. Cloud-init only acts on first
 boot and Ansible owns the users and keys afterwards, so such a change would only destroy a running
 node: a database (and its data volume's attachment) or an SFU/TURN node with calls on it. Ignored
-on every role; rebuilding a node is an explicit `pulumi up --replace <urn>` after draining it."""
+on every role; rebuilding a node is explicit (REBUILD)."""
+
+REBUILD = "pulumi destroy --target <server urn> --target-dependents, then pulumi up"
+"""How one node is rebuilt, after draining it. Every server sits on its own fixed-IP port and Pulumi
+creates a replacement before deleting the original, so Nova refuses the new server (409, port still
+in use): a replacement that slips through (`pulumi up --replace`, a changed boot source or server
+group) stops at its first server with nothing deleted (tests/openstack). Removing the server first
+keeps its port, address, floating IP and data volume; `pulumi up` then recreates it on them."""
 
 BOOT_VOLUME_IGNORE_CHANGES = ["image_id"]
 """A new Glance image would recreate the boot volume and so the server. On stateful roles (DB,
 Redis) that loses the node's state and triggers a failover; on SFU/TURN it would rebuild every node
 at once and cut every call. New images apply to new nodes; existing nodes are rebuilt one at a time
-(drain, then `pulumi up --replace`). Only the bastion (stateless, no calls) follows the image."""
+(drain, then REBUILD). Only the bastion (stateless, no calls) follows the image: a new boot volume
+replaces its server, delete-first so the port is free for the new one (a minute without SSH)."""
 
 LOCAL_DISK_IGNORE_CHANGES = ["image_id"]
 """The same rule for a server booting from the flavor's local disk (`cloud.boot_from: image`): the
-image is the server's own property there, and a new one would rebuild it."""
+provider moves such a server to a new image with Nova's rebuild (same server and port, root disk
+rewritten from the image), which wipes the node and cuts its calls. The bastion follows the image
+that way; the other nodes are rebuilt one at a time (REBUILD)."""
 
 
 @dataclass
@@ -104,6 +114,8 @@ class OpenStackNode(pulumi.ComponentResource):
                     delete_on_termination=False,
                 )
             ]
+        # The bastion is deleted before its replacement is created (it follows the image); any other
+        # server keeps Pulumi's create-first order, which Nova refuses on the port in use (REBUILD).
         instance = openstack.compute.Instance(
             f"{name}-server",
             name=spec.name,
@@ -118,7 +130,9 @@ class OpenStackNode(pulumi.ComponentResource):
             metadata=tagging.metadata(args.ministry, role, **labels),
             tags=tagging.tags(args.ministry, role, **labels),
             stop_before_destroy=True,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=instance_ignore),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=instance_ignore, delete_before_replace=follows_image or None
+            ),
         )
         self.instance = instance
         self.ready: list[pulumi.Resource] = [instance]
