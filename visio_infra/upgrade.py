@@ -95,7 +95,9 @@ def inputs_from_state(deployment: Mapping[str, Any]) -> ConvergeInputs:
             if "inventory" in props and "secrets" in props:
                 return ConvergeInputs(props["inventory"], dict(props["secrets"]), props.get("certificates"))
     raise UpgradeError(
-        "the stack's state has no configured hosts yet (no HostConfiguration): run `pulumi up` first"
+        "the stack's state has no configured hosts yet (no HostConfiguration): run `pulumi up` first; "
+        "a provisioning-only stack (visio:hosts.configure_on_up: false) is configured with "
+        "`visio configure <stack>`, rolling upgrades need the host configuration in `pulumi up`"
     )
 
 
