@@ -159,8 +159,9 @@ class OpenStackCloud(_NodeSources):
     """What servers boot from. `volume`: a Cinder boot volume copied from the image. `image`: the
     flavor's local disk, no boot volume (offers that boot servers from local disk, or a volume
     backend that cannot copy images). DB data volumes stay on `encrypted_volume_type` either way.
-    Chosen when the stack is created: Nova cannot change a server's boot disk, so switching it on a
-    stack with servers would replace every one of them (see `visio_infra.openstack.node`)."""
+    Chosen when the stack is created: switching it on a stack with servers plans a replacement of
+    every server, which Nova refuses on their ports still in use, so the `up` stops at the first one
+    with nothing deleted (`visio_infra.openstack.node.REBUILD`); rebuild nodes one at a time instead."""
 
     @model_validator(mode="after")
     def _auth(self) -> OpenStackCloud:

@@ -535,9 +535,11 @@ def _up_with_compute_api_stopped(
             while not list(watcher.compute.servers(name=f"^{server}$")) and time.monotonic() < deadline:
                 time.sleep(0.3)
             watcher.close()
+        began = time.monotonic()
         _cloud("systemctl", "stop", COMPUTE_API_UNIT)
         stopped.append(outage.name)
-        print(f"[acceptance] {COMPUTE_API_UNIT} stopped ({outage.name})", flush=True)
+        print(f"[acceptance] {COMPUTE_API_UNIT} stopped ({outage.name}) in {time.monotonic() - began:.1f} s",
+              flush=True)
 
     process = subprocess.Popen(argv, cwd=ROOT, env=life.cli.env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -609,7 +611,10 @@ def test_compute_api_outage_mid_up_then_converges(life: Lifecycle, outage: Outag
         _cloud("systemctl", "start", COMPUTE_API_UNIT)
     started = time.monotonic()
     life.conn = _wait_for_compute_api()
-    assert len(list(life.conn.compute.servers(name=f"^{last}$"))) == int(outage.server_created)
+    requested = len(list(life.conn.compute.servers(name=f"^{last}$")))
+    assert requested == int(outage.server_created), (
+        f"{requested} server(s) {last} after an outage {outage.description}"
+    )
     life.extra_sfu = 1
     resolved = _resolve_pending_operations(life)
     print(f"[acceptance] pending operations resolved: {resolved or 'none'}", flush=True)
