@@ -1,4 +1,4 @@
-"""Policies of the Visio pack, built from the pure checks in `visio_infra.policy_rules`.
+"""Policies of the Visio pack, built from the pure checks in `visio_infra.model.policy_rules`.
 
 Kept apart from `__main__.py` (which starts the analyzer) so the wiring can be tested.
 """
@@ -26,8 +26,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from visio_infra import policy_rules  # noqa: E402
-from visio_infra.config import StackConfigError, load_stack_file, stack_file  # noqa: E402
+from visio_infra.model import policy_rules  # noqa: E402
+from visio_infra.model.config.base import StackConfigError  # noqa: E402
+from visio_infra.model.stack_file import load_stack_file, stack_file  # noqa: E402
 
 MANDATORY = EnforcementLevel.MANDATORY
 

@@ -23,10 +23,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from visio_infra import ansible_run  # noqa: E402
-from visio_infra.config import load_stack_file, stack_file  # noqa: E402
-from visio_infra.configure_cmd import certificates_from_outputs, secrets_from_outputs  # noqa: E402
-from visio_infra.stack_outputs import read_outputs  # noqa: E402
+from visio_infra.commands.configure import certificates_from_outputs, secrets_from_outputs  # noqa: E402
+from visio_infra.commands.stack_outputs import read_outputs  # noqa: E402
+from visio_infra.hosts import ansible_run  # noqa: E402
+from visio_infra.model.stack_file import load_stack_file, stack_file  # noqa: E402
 
 ABBA = (ansible_run.MITOGEN, ansible_run.LINEAR, ansible_run.LINEAR, ansible_run.MITOGEN)
 

@@ -4,7 +4,7 @@ Why our own: the checks need exact answers (which error code for which request),
 with the coturn "TURN REST API" credentials LiveKit hands out (username `<expiry>:<id>`, password
 base64(HMAC-SHA1(shared secret, username))). `turnutils_uclient` only reports success or failure.
 
-The encoding half is pure and tested against the RFC 5769 vectors (tests/unit/test_turn_probe.py);
+The encoding half is pure and tested against the RFC 5769 vectors (tests/unit/probes/test_turn_probe.py);
 `TurnClient` does the I/O with bounded timeouts and retries. `check_server` is what the verification
 suite runs: an allocation with the right credentials must succeed, one with wrong credentials must be
 refused (401), and relaying towards loopback, the cloud metadata address and private addresses that

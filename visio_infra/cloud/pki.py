@@ -1,0 +1,225 @@
+"""The stack's own CA and service certificate (`tls.source: stack-ca`: the lab, or bootstrapping an
+internal PKI).
+
+One ECDSA P-256 CA per stack, and one service certificate covering the signalling and TURN names,
+every node name, and every node address (private, and public where there is one) as IP SANs, so
+LiveKit's TLS front, coturn's TLS listeners and PostgreSQL's `sslmode=verify-full` all verify
+against the exported `ca_certificate`. Keys are generated in a dynamic provider with the
+`cryptography` package and only ever stored as Pulumi secrets (encrypted in state, masked in
+output). Changing the names or addresses re-issues the certificate under the same CA; a
+certificate within RENEW_BEFORE of expiry is re-issued on the next `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi.dynamic
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.topology import NodeSpec
+
+CA_VALIDITY = dt.timedelta(days=3650)
+CERT_VALIDITY = dt.timedelta(days=397)
+"""Browsers refuse server certificates valid longer than 398 days, even under a private CA."""
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+def subject_alt_names(
+    config: StackConfig, nodes: Sequence[NodeSpec], public_ips: Mapping[str, str | None]
+) -> dict[str, list[str]]:
+    """DNS and IP SANs of the service certificate (pure, sorted, duplicates removed)."""
+    dns = {config.domains.signalling, config.domains.turn, *(node.name for node in nodes)}
+    ips = {str(node.private_ip) for node in nodes}
+    ips |= {str(ipaddress.ip_address(ip)) for ip in public_ips.values() if ip}
+    return {"dns": sorted(dns), "ips": sorted(ips, key=ipaddress.ip_address)}
+
+
+def _name(common_name: str, organisation: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _pem_cert(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
+    """Signatures only (ECDSA); a CA may also sign certificates and CRLs, a server may not."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        key_cert_sign=certificate_authority,
+        crl_sign=certificate_authority,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def issue_ca(common_name: str, organisation: str, now: dt.datetime) -> tuple[str, str]:
+    """(certificate PEM, private key PEM) of a new CA that can only sign server certificates."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name, organisation)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(certificate_authority=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _pem_cert(cert), _pem_key(key)
+
+
+def issue_certificate(
+    ca_cert_pem: str, ca_key_pem: str, organisation: str, sans: Mapping[str, Sequence[str]], now: dt.datetime
+) -> tuple[str, str]:
+    """(certificate PEM, private key PEM) of a TLS server certificate for `sans` signed by the CA."""
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    ca_key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in sans["dns"]]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in sans["ips"]]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(sans["dns"][0], organisation))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(_key_usage(certificate_authority=False), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return _pem_cert(cert), _pem_key(key)
+
+
+def not_after(cert_pem: str) -> dt.datetime:
+    return x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+
+
+def needs_renewal(cert_pem: str | None, now: dt.datetime) -> bool:
+    return not cert_pem or not_after(cert_pem) - now < RENEW_BEFORE
+
+
+class _CertificatesProvider(pulumi.dynamic.ResourceProvider):
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        now = dt.datetime.now(dt.UTC)
+        ca_cert, ca_key = issue_ca(props["ca_name"], props["organisation"], now)
+        cert, key = issue_certificate(ca_cert, ca_key, props["organisation"], props["sans"], now)
+        outs = {
+            **props,
+            "ca_certificate": ca_cert,
+            "ca_private_key": ca_key,
+            "certificate": cert,
+            "private_key": key,
+        }
+        return pulumi.dynamic.CreateResult(id_=props["ca_name"], outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+        replaces = [key for key in ("ca_name", "organisation") if olds.get(key) != news.get(key)]
+        reissue = olds.get("sans") != news.get("sans") or needs_renewal(
+            olds.get("certificate"), dt.datetime.now(dt.UTC)
+        )
+        return pulumi.dynamic.DiffResult(
+            changes=bool(replaces) or reissue, replaces=replaces, delete_before_replace=False
+        )
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
+        cert, key = issue_certificate(
+            olds["ca_certificate"],
+            olds["ca_private_key"],
+            news["organisation"],
+            news["sans"],
+            dt.datetime.now(dt.UTC),
+        )
+        return pulumi.dynamic.UpdateResult(
+            outs={
+                **news,
+                "ca_certificate": olds["ca_certificate"],
+                "ca_private_key": olds["ca_private_key"],
+                "certificate": cert,
+                "private_key": key,
+            }
+        )
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None  # nothing outside the state holds the keys
+
+
+class _Certificates(pulumi.dynamic.Resource, module="visio-pki", name="Certificates"):
+    ca_certificate: pulumi.Output[str]
+    certificate: pulumi.Output[str]
+    private_key: pulumi.Output[str]
+    ca_private_key: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        outputs = {"ca_certificate": None, "ca_private_key": None, "certificate": None, "private_key": None}
+        super().__init__(_CertificatesProvider(), name, {**props, **outputs}, opts)
+
+
+class StackCertificates(pulumi.ComponentResource):
+    """The stack's CA (exported as `ca_certificate`) and the service certificate and key (secret)."""
+
+    ca_certificate: pulumi.Output[str]
+    certificate: pulumi.Output[str]
+    private_key: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: StackConfig,
+        nodes: Sequence[NodeSpec],
+        public_ips: Mapping[str, pulumi.Input[str | None]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("visio:pki:StackCertificates", name, None, opts)
+        names = list(public_ips)
+        sans = pulumi.Output.all(*[public_ips[n] for n in names]).apply(
+            lambda ips: subject_alt_names(config, nodes, dict(zip(names, ips, strict=True)))
+        )
+        organisation = f"Visio - {config.ministry.name}"
+        certificates = _Certificates(
+            f"{name}-certificates",
+            {"ca_name": f"Visio {config.ministry.slug} CA", "organisation": organisation, "sans": sans},
+            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["ca_private_key", "private_key"]),
+        )
+        self.ca_certificate = certificates.ca_certificate
+        self.certificate = certificates.certificate
+        self.private_key = pulumi.Output.secret(certificates.private_key)
+        self.register_outputs({"ca_certificate": self.ca_certificate, "certificate": self.certificate})
