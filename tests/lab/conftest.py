@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.lab.plan import BRIDGE_ALIAS_PREFIX, LAB_ROOT, LabPaths, nft_table
+from visio_infra.cloud.lab.plan import BRIDGE_ALIAS_PREFIX, LAB_ROOT, LabPaths, nft_table
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,7 +55,8 @@ def _ip_json(*args: str) -> list[dict]:
 
 def _configured_bridge(stack: str) -> str | None:
     """The bridge name the stack file gives (found even if its alias was lost)."""
-    from visio_infra.config import LabCloud, load_stack_file
+    from visio_infra.model.config.cloud import LabCloud
+    from visio_infra.model.stack_file import load_stack_file
 
     path = Path(__file__).resolve().parents[2] / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
@@ -66,8 +67,8 @@ def _configured_bridge(stack: str) -> str | None:
 
 def host_leftovers(stack: str, root: Path = LAB_ROOT) -> list[str]:
     """Everything of lab stack `stack` still on the host, as readable lines (empty when clean)."""
-    from visio_infra.lab.bridge import running_machines
-    from visio_infra.lab.host import processes_rooted_in
+    from visio_infra.cloud.lab.bridge import running_machines
+    from visio_infra.cloud.lab.host import processes_rooted_in
 
     paths = LabPaths(stack, root)
     found = [f"process {pid} (machine {name})" for name, pid in running_machines(paths).items()]

@@ -36,7 +36,7 @@ def run(command: list[str], timeout: float) -> tuple[int, str]:
 
 def visio(*args: str, timeout: float = 1800) -> tuple[int, str]:
     """The operator command (`visio ...`) with this checkout's code."""
-    return run([sys.executable, "-m", "visio_infra.cli", *args], timeout=timeout)
+    return run([sys.executable, "-m", "visio_infra.commands.cli", *args], timeout=timeout)
 
 
 PULUMI_UP = (

@@ -96,7 +96,7 @@ BREAKAGES = [
 
 def _visio(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "visio_infra.cli", *args],
+        [sys.executable, "-m", "visio_infra.commands.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -108,7 +108,7 @@ def _visio(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def lab_outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The lab's outputs once, in a 0600 file, so each verify run skips `pulumi stack output`."""
-    from visio_infra.verify import VerifyError, fetch_outputs
+    from visio_infra.commands.verify import VerifyError, fetch_outputs
 
     try:
         outputs = fetch_outputs(STACK)

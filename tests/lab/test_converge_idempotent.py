@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from visio_infra import ansible_run
-from visio_infra.config import load_stack_file, stack_file
-from visio_infra.configure_cmd import certificates_from_outputs, secrets_from_outputs
-from visio_infra.stack_outputs import read_outputs
+from visio_infra.commands.configure import certificates_from_outputs, secrets_from_outputs
+from visio_infra.commands.stack_outputs import read_outputs
+from visio_infra.hosts import ansible_run
+from visio_infra.model.stack_file import load_stack_file, stack_file
 
 STACK = "lab"
 

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.lab.conftest import host_leftovers
-from visio_infra.apt_sources import host_mirrors
-from visio_infra.lab import base_image
-from visio_infra.lab.bridge import NetworkProvider, running_machines
-from visio_infra.lab.host import LabError, pid_alive
-from visio_infra.lab.machine import MachineProvider
-from visio_infra.lab.plan import BRIDGE_ALIAS_PREFIX, LAB_ROOT, LabPaths
-from visio_infra.lab.ssh import KeyPairProvider, ssh_command
+from visio_infra.cloud.lab import base_image
+from visio_infra.cloud.lab.bridge import NetworkProvider, running_machines
+from visio_infra.cloud.lab.host import LabError, pid_alive
+from visio_infra.cloud.lab.machine import MachineProvider
+from visio_infra.cloud.lab.plan import BRIDGE_ALIAS_PREFIX, LAB_ROOT, LabPaths
+from visio_infra.cloud.lab.ssh import KeyPairProvider, ssh_command
+from visio_infra.model.apt_sources import host_mirrors
 
 pytestmark = pytest.mark.labhost
 
@@ -56,7 +56,7 @@ def _bridge_owner() -> str | None:
 
 
 def _resolvers() -> list[str]:
-    from visio_infra.lab.plan import host_resolvers
+    from visio_infra.cloud.lab.plan import host_resolvers
 
     return host_resolvers(Path("/etc/resolv.conf").read_text())
 
@@ -192,8 +192,8 @@ def test_create_adopts_a_leftover_of_the_same_machine(machines, image, keys):
 
 
 def test_machines_the_stack_no_longer_plans_are_reported(machines, network):
-    from visio_infra.lab import preflight
-    from visio_infra.lab.bridge import ensure_network
+    from visio_infra.cloud.lab import preflight
+    from visio_infra.cloud.lab.bridge import ensure_network
 
     running = set(running_machines(LabPaths(STACK)))
     assert running == set(ADDRESSES)
@@ -220,7 +220,7 @@ def test_bridge_taken_is_a_plain_error(network):
 
 def test_not_root_is_a_plain_error():
     code = (
-        "import ipaddress; from visio_infra.lab import preflight\n"
+        "import ipaddress; from visio_infra.cloud.lab import preflight\n"
         "try:\n preflight.check_host('visio-lab0', ipaddress.IPv4Network('10.77.0.0/24'), 'lab')\n"
         "except Exception as e: print(e)"
     )

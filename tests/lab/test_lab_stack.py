@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.lab.plan import LabPaths
-from visio_infra.lab.ssh import ssh_answers
+from visio_infra.cloud.lab.plan import LabPaths
+from visio_infra.cloud.lab.ssh import ssh_answers
 
 REPO = Path(__file__).resolve().parents[2]
 STACK = "lab"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import host_leftovers
-from visio_infra.lab.plan import LAB_ROOT, LabPaths
+from visio_infra.cloud.lab.plan import LAB_ROOT, LabPaths
 
 pytestmark = pytest.mark.after_destroy
 

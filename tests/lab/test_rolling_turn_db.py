@@ -50,9 +50,9 @@ from tests.lab.lab_ops import (
     ssh,
     visio,
 )
-from visio_infra.config import load_stack_file
-from visio_infra.lab.plan import LabPaths
-from visio_infra.verify import fetch_outputs
+from visio_infra.cloud.lab.plan import LabPaths
+from visio_infra.commands.verify import fetch_outputs
+from visio_infra.model.stack_file import load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "lab"

@@ -47,11 +47,14 @@ from acceptance_ops import (
 )
 from conftest import new_connection
 
-from visio_infra import tagging
-from visio_infra.config import ROLES, StackConfig, load_stack_file
-from visio_infra.security_rules import security_rules
-from visio_infra.sizing import db_volume_gib, plan
-from visio_infra.topology import PUBLIC_ROLES, TIER_OF_ROLE, NodeSpec, plan_nodes, server_group_number
+from visio_infra.model import tagging
+from visio_infra.model.config.base import ROLES
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.security_rules import security_rules
+from visio_infra.model.sizing.plan import plan
+from visio_infra.model.sizing.roles import db_volume_gib
+from visio_infra.model.stack_file import load_stack_file
+from visio_infra.model.topology import PUBLIC_ROLES, TIER_OF_ROLE, NodeSpec, plan_nodes, server_group_number
 
 Record = Callable[[str, object], None]
 
@@ -421,7 +424,7 @@ def test_a_server_is_never_replaced_in_place_and_is_rebuilt_the_documented_way(
     original: Nova refuses a second server on a port in use (409), so any replacement, a changed boot
     source as much as `pulumi up --replace`, stops at its first server with nothing deleted. Rebuilding
     a node is therefore `pulumi destroy --target <server> --target-dependents`, then `pulumi up`
-    (visio_infra/openstack/node.py): the node comes back on the same port, address and group."""
+    (visio_infra/cloud/openstack/node.py): the node comes back on the same port, address and group."""
     life.require("up")
     node = f"{life.config.ministry.slug}-sfu-1"
     urn = _urn(life, "openstack:compute/instance:Instance", f"{node}-server")

@@ -122,7 +122,7 @@ def check_cloud(env: dict[str, str], stack: str | Path, *extra: str) -> tuple[in
     """The operator's command, as a separate process: exit status, stdout, stderr, wall seconds."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "visio_infra.cli", "plan", str(stack), "--check-cloud", *extra],
+        [sys.executable, "-m", "visio_infra.commands.cli", "plan", str(stack), "--check-cloud", *extra],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     wall = time.perf_counter() - started
@@ -183,8 +183,8 @@ def test_wrong_names_get_exactly_one_line_each(
     in the offer's table); the cloud is read for real."""
     import dataclasses
 
-    from visio_infra import pricing
-    from visio_infra.cli import main
+    from visio_infra.commands.cli import main
+    from visio_infra.model import pricing
 
     table = pricing.OFFERS["acceptance"]
     medium = table.flavor("a1.medium")

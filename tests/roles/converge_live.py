@@ -27,10 +27,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from visio_infra.ansible_run import converge
-from visio_infra.config import StackConfig, parse_stack_config
-from visio_infra.inventory import build_inventory
-from visio_infra.topology import plan_nodes
+from visio_infra.hosts.ansible_run import converge
+from visio_infra.hosts.inventory import build_inventory
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.stack_file import parse_stack_config
+from visio_infra.model.topology import plan_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path("/var/lib/visio-rolestest")

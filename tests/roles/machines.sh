@@ -20,10 +20,10 @@ die() { echo "machines.sh: $*" >&2; exit 1; }
 base() {
   [ -d "$ROOT/base" ] && return
   command -v debootstrap >/dev/null || die "apt-get install -y debootstrap systemd-container"
-  # The mirror this host's apt uses, as for the lab (visio_infra/apt_sources.py).
+  # The mirror this host's apt uses, as for the lab (visio_infra/model/apt_sources.py).
   local mirror
   mirror=$(cd "$REPO" && "$REPO/.venv/bin/python" -c \
-    'from visio_infra.apt_sources import host_mirrors; print(host_mirrors().package)') \
+    'from visio_infra.model.apt_sources import host_mirrors; print(host_mirrors().package)') \
     || die "no Debian mirror in this host's apt sources"
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates \

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra import ansible_vars
-from visio_infra.ansible_run import converge
-from visio_infra.inventory import build_inventory
-from visio_infra.topology import plan_nodes
+from visio_infra.hosts import ansible_vars
+from visio_infra.hosts.ansible_run import converge
+from visio_infra.hosts.inventory import build_inventory
+from visio_infra.model.topology import plan_nodes
 
 HERE = Path(__file__).resolve().parent
 PASSPHRASE = "pulumi-passphrase-that-must-not-leak-42"
@@ -26,7 +26,8 @@ def sample():
 
     sys.path.insert(0, str(HERE.parent / "unit"))
     from pulumi_mocks import sample_config
-    from test_ansible_vars import CERTS, SECRETS
+
+    from tests.unit.hosts.test_ansible_vars import CERTS, SECRETS
 
     return sample_config(), CERTS, SECRETS
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.config import StackConfig, load_stack_file
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.stack_file import load_stack_file
 
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 """The stack files shipped in the repository."""

@@ -51,7 +51,7 @@ def sample_raw(**overrides: Any) -> dict[str, Any]:
 
 
 def sample_config(**overrides: Any):
-    from visio_infra.config import parse_stack_config
+    from visio_infra.model.stack_file import parse_stack_config
 
     return parse_stack_config(sample_raw(**overrides), source="tests/sample")
 
@@ -69,7 +69,7 @@ from pathlib import Path  # noqa: E402
 import pulumi  # noqa: E402
 from pulumi.runtime import mocks as pulumi_mocks_runtime  # noqa: E402
 
-from visio_infra.generated_secret import KIND as GENERATED_SECRET_KIND  # noqa: E402
+from visio_infra.cloud.generated_secret import KIND as GENERATED_SECRET_KIND  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = ROOT / "stacks"
@@ -175,7 +175,7 @@ def stack_raw_config(path: Path) -> dict[str, Any]:
 
 
 def run_program(raw: dict[str, Any], stack: str) -> ProgramRun:
-    """Evaluate `visio_infra.deployment.build_deployment` for one stack config under mocks."""
+    """Evaluate `visio_infra.cloud.deployment.build_deployment` for one stack config under mocks."""
     from pulumi.runtime import rpc
     from pulumi.runtime.settings import get_root_resource
     from pulumi.runtime.stack import run_pulumi_func
@@ -192,8 +192,8 @@ def run_program(raw: dict[str, Any], stack: str) -> ProgramRun:
         pulumi.runtime.set_mocks(mocks, project="visio", stack=stack, preview=False, monitor=monitor)
 
         def body() -> None:
-            from visio_infra.config import load_from_pulumi
-            from visio_infra.deployment import build_deployment
+            from visio_infra.cloud.deployment import build_deployment
+            from visio_infra.cloud.stack_config import load_from_pulumi
 
             build_deployment(load_from_pulumi())
             root = get_root_resource()

@@ -1,7 +1,7 @@
 """No public Debian mirror is written into the repository, so none can come back unnoticed.
 
 A ministry installs from its own mirror (`visio:cloud.package_mirror`, required), the lab from
-whatever its host's apt uses (`visio_infra.apt_sources`), and tests use example names
+whatever its host's apt uses (`visio_infra.model.apt_sources`), and tests use example names
 (`mirror.example`). Every file git tracks, or would track (untracked but not ignored), is scanned,
 documentation included: a mirror named in the README or docs is the one a newcomer copies into a
 stack file, and none needs one to explain itself. Two kinds of names are refused:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.sovereignty import describe_foreign_endpoints
+from visio_infra.model.sovereignty import describe_foreign_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.config import FORBIDDEN_LIVEKIT_VERSIONS, MIN_LIVEKIT_VERSION, load_stack_file, stack_file
+from visio_infra.model.config.sections import FORBIDDEN_LIVEKIT_VERSIONS, MIN_LIVEKIT_VERSION
+from visio_infra.model.stack_file import load_stack_file, stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

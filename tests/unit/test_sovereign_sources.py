@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.sovereignty import find_foreign_endpoints
+from visio_infra.model.sovereignty import find_foreign_endpoints
 
 REPO = Path(__file__).resolve().parents[2]
 SCANNED = ("roles", "playbooks", "templates")

@@ -1,6 +1,6 @@
 """Fixtures of the verification suite: the stack's outputs, its config, and one testinfra host per node.
 
-`visio verify <stack>` (visio_infra/verify.py) runs this suite with two environment variables:
+`visio verify <stack>` (visio_infra/commands/verify.py) runs this suite with two environment variables:
 VISIO_STACK (the stack name, whose stacks/Pulumi.<stack>.yaml gives the expected values) and
 VISIO_VERIFY_OUTPUTS (path of a 0600 JSON file with `pulumi stack output --show-secrets`). Secrets are
 read from that file only; they never appear on a command line or in a test id.
@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from visio_infra.config import StackConfig, load_stack_file, stack_file
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.stack_file import load_stack_file, stack_file
 
 from . import expectations
 
@@ -120,9 +121,9 @@ def facts() -> dict[str, Any]:
 def group_vars(config: StackConfig, inventory: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
     """The non-secret variables a converge gives each inventory group (the wrapper's own function, fed
     with the stack's outputs), so expectations follow what the roles were asked to do."""
-    from visio_infra.ansible_vars import group_vars as wrapper_group_vars
-    from visio_infra.apt_sources import with_node_mirrors
-    from visio_infra.configure_cmd import certificates_from_outputs
+    from visio_infra.commands.configure import certificates_from_outputs
+    from visio_infra.hosts.ansible_vars import group_vars as wrapper_group_vars
+    from visio_infra.model.apt_sources import with_node_mirrors
 
     # The LiveKit binary's origin only matters to an install; the verification reads the running one.
     # The mirrors as a converge fills them in (the lab's: this host's apt sources).

@@ -1,7 +1,7 @@
 """What a correctly configured node looks like, derived from the stack config, the inventory and the
 roles' own variables (pure: no SSH, no Pulumi).
 
-Ports come from `visio_infra.security_rules` (the same list the security groups and the nftables
+Ports come from `visio_infra.model.security_rules` (the same list the security groups and the nftables
 rules are built from), paths and service users from the roles' `defaults/`/`vars/` files, so a
 changed port or path is changed in one place and the suite follows. The only facts written here are
 the ones that *are* the specification: which systemd units a role runs, and that secret-bearing
@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from visio_infra.config import StackConfig
-from visio_infra.security_rules import LIVEKIT_HTTP_PORT, METRICS_PORTS, SSH_PORT, security_rules
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.security_rules import LIVEKIT_HTTP_PORT, METRICS_PORTS, SSH_PORT, security_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def node_variables(
     facts: Mapping[str, Any], group_vars: Mapping[str, Mapping[str, Any]], role: str
 ) -> dict[str, Any]:
     """What the roles see on a `role` node: role defaults/vars, then the wrapper's `all` and group vars
-    (visio_infra.ansible_vars.group_vars, the same values a converge passes)."""
+    (visio_infra.hosts.ansible_vars.group_vars, the same values a converge passes)."""
     return {**facts, **group_vars.get("all", {}), **group_vars.get(role, {})}
 
 

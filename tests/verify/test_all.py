@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from visio_infra.sovereignty import describe_foreign_endpoints
+from visio_infra.model.sovereignty import describe_foreign_endpoints
 
 from . import expectations as ex
 
@@ -70,7 +70,7 @@ def test_ssh_hardening(node, facts):
 
 
 def test_firewall_default_drop(node, config, inventory, facts, group_vars):
-    from visio_infra.ansible_vars import firewall_rules
+    from visio_infra.hosts.ansible_vars import firewall_rules
 
     ruleset = _run(node, "nft list ruleset")
     assert ex.input_policy(ruleset) == "drop", f"{node}: the input chain's policy is not drop"

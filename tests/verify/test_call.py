@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.security_rules import HTTPS_PORT
+from visio_infra.model.security_rules import HTTPS_PORT
 
 ROLES = ("sfu",)
 CALL_TIMEOUT = 30

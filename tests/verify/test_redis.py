@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from visio_infra.ansible_vars import REDIS_PORT
+from visio_infra.hosts.ansible_vars import REDIS_PORT
 
 from . import expectations as ex
 

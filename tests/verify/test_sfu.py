@@ -8,9 +8,9 @@ import ssl
 
 import yaml
 
-from visio_infra.ansible_vars import LIVEKIT_HTTP_PORT
-from visio_infra.security_rules import HTTPS_PORT
-from visio_infra.sovereignty import find_foreign_endpoints
+from visio_infra.hosts.ansible_vars import LIVEKIT_HTTP_PORT
+from visio_infra.model.security_rules import HTTPS_PORT
+from visio_infra.model.sovereignty import find_foreign_endpoints
 
 ROLES = ("sfu",)
 

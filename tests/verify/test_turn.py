@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from visio_infra.model.security_rules import HTTPS_PORT, TURN_PORT, TURNS_PORT
 from visio_infra.probes.turn_probe import check_server
-from visio_infra.security_rules import HTTPS_PORT, TURN_PORT, TURNS_PORT
 
 ROLES = ("turn",)
 

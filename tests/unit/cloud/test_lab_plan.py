@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.config import load_stack_file, stack_file
-from visio_infra.lab.plan import (
+from visio_infra.cloud.lab.plan import (
     LabPaths,
     bridge_interface,
     disk_needed,
@@ -22,7 +21,8 @@ from visio_infra.lab.plan import (
     plan_machines,
     service_names,
 )
-from visio_infra.topology import NodeSpec, plan_nodes
+from visio_infra.model.stack_file import load_stack_file, stack_file
+from visio_infra.model.topology import NodeSpec, plan_nodes
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from visio_infra.generated_secret import ALPHABET, _GeneratedSecretProvider, draw
+from visio_infra.cloud.generated_secret import ALPHABET, _GeneratedSecretProvider, draw
 
 
 def test_draw_has_length_prefix_and_every_class():

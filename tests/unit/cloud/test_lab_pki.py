@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from visio_infra.config import load_stack_file, stack_file
-from visio_infra.pki import issue_ca, issue_certificate, needs_renewal, not_after, subject_alt_names
-from visio_infra.topology import plan_nodes
+from visio_infra.cloud.pki import issue_ca, issue_certificate, needs_renewal, not_after, subject_alt_names
+from visio_infra.model.stack_file import load_stack_file, stack_file
+from visio_infra.model.topology import plan_nodes
 
 NOW = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.apt_sources import Mirrors
-from visio_infra.lab import base_image
-from visio_infra.lab.host import LabError
+from visio_infra.cloud.lab import base_image
+from visio_infra.cloud.lab.host import LabError
+from visio_infra.model.apt_sources import Mirrors
 
 MIRRORS = Mirrors("http://mirror.example/debian", "http://mirror.example/debian-security")
 SPEC = base_image.recipe(MIRRORS)

@@ -6,12 +6,12 @@ import pytest
 import yaml
 from pulumi_mocks import SSH_KEY, sample_config
 
-from visio_infra.cloud_init import ADMIN_USER, UserDataError, user_data
-from visio_infra.config import StackConfigError
-from visio_infra.rendering import render_string
-from visio_infra.sizing import plan
-from visio_infra.sovereignty import describe_foreign_endpoints, find_foreign_endpoints, foreign_owner
-from visio_infra.topology import plan_nodes
+from visio_infra.cloud.openstack.cloud_init import ADMIN_USER, UserDataError, user_data
+from visio_infra.model.config.base import StackConfigError
+from visio_infra.model.rendering import render_string
+from visio_infra.model.sizing.plan import plan
+from visio_infra.model.sovereignty import describe_foreign_endpoints, find_foreign_endpoints, foreign_owner
+from visio_infra.model.topology import plan_nodes
 
 SECRET_KEYS = {"passwd", "hashed_passwd", "plain_text_passwd", "password", "chpasswd", "write_files",
                "ca_certs", "ssh_keys", "runcmd", "bootcmd"}

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import STACKS_DIR
 
-from visio_infra import pricing
-from visio_infra.cli import main
-from visio_infra.config import ROLES, StackConfig
-from visio_infra.plan_report import LICENCE_EUR_PER_USER_YEAR
-from visio_infra.sizing import plan
+from visio_infra.commands.cli import main
+from visio_infra.commands.plan import LICENCE_EUR_PER_USER_YEAR
+from visio_infra.model import pricing
+from visio_infra.model.config.base import ROLES
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.sizing.plan import plan
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

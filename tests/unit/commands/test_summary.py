@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visio_infra.summary import render_summary
+from visio_infra.commands.summary import render_summary
 
 
 def test_summary_lists_endpoints_nodes_and_next_steps():

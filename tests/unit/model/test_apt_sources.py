@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import MINISTRY_STACKS, STACKS_DIR
 
-from visio_infra.apt_sources import (
+from visio_infra.model.apt_sources import (
     AptSourcesError,
     Mirrors,
     host_mirrors,
@@ -17,7 +17,7 @@ from visio_infra.apt_sources import (
     stack_mirrors,
     with_node_mirrors,
 )
-from visio_infra.config import load_stack_file
+from visio_infra.model.stack_file import load_stack_file
 
 DEB822 = """\
 Types: deb

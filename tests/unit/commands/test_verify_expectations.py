@@ -9,9 +9,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from tests.verify import expectations as ex
-from visio_infra.config import load_stack_file, stack_file
-from visio_infra.security_rules import LIVEKIT_HTTP_PORT, REDIS_PORT, TURN_PORT
-from visio_infra.verify import (
+from visio_infra.commands.verify import (
     call_lines,
     encoded_forms,
     find_host,
@@ -24,6 +22,8 @@ from visio_infra.verify import (
     secret_values,
     summarise,
 )
+from visio_infra.model.security_rules import LIVEKIT_HTTP_PORT, REDIS_PORT, TURN_PORT
+from visio_infra.model.stack_file import load_stack_file, stack_file
 
 ANY = "0.0.0.0"  # noqa: S104 (a wildcard listener as /proc/net reports it; nothing binds here)
 
@@ -410,7 +410,7 @@ def test_time_service_only_where_the_node_owns_its_clock():
 
 
 def test_chrony_sources_and_their_sovereignty():
-    from visio_infra.sovereignty import find_foreign_endpoints
+    from visio_infra.model.sovereignty import find_foreign_endpoints
 
     conf = "# managed\npool 0.fr.pool.ntp.org iburst\nserver ntp.example.gouv.fr iburst # RIE\nmakestep 1 3\n"
     assert ex.chrony_sources(conf) == ["0.fr.pool.ntp.org", "ntp.example.gouv.fr"]

@@ -11,9 +11,13 @@ from conftest import STACKS_DIR
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from visio_infra import pricing
-from visio_infra.config import Audience, Coefficients, OpenStackCloud, StackConfig, load_stack_file
-from visio_infra.sizing import SizingError, SizingPlan, plan
+from visio_infra.model import pricing
+from visio_infra.model.config.capacity import Audience, Coefficients
+from visio_infra.model.config.cloud import OpenStackCloud
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.sizing.plan import plan
+from visio_infra.model.sizing.results import SizingError, SizingPlan
+from visio_infra.model.stack_file import load_stack_file
 
 BASES = {
     name: load_stack_file(STACKS_DIR / f"Pulumi.{name}.yaml") for name in ("culture", "finances", "interieur")
@@ -42,7 +46,7 @@ def biggest_flavor(config: StackConfig) -> pricing.Flavor:
 
 
 def pin_biggest(config: StackConfig) -> StackConfig:
-    from visio_infra.config import Flavors
+    from visio_infra.model.config.cloud import Flavors
 
     name = biggest_flavor(config).name
     return with_cloud(config, flavors=Flavors(sfu=name, turn=name))
@@ -195,7 +199,7 @@ def test_counts_are_monotonic_with_fixed_flavors(
 @given(bases, audiences())
 @settings(max_examples=25, deadline=None)
 def test_chosen_flavor_is_the_cheapest_feasible(base: str, a: dict[str, Any]) -> None:
-    from visio_infra.config import Flavors
+    from visio_infra.model.config.cloud import Flavors
 
     config = with_audience(BASES[base], **a)
     chosen = plan(config).roles["sfu"].monthly_eur
@@ -222,7 +226,7 @@ def test_pinned_flavor_count_is_tight(base: str, a: dict[str, Any]) -> None:
 
 
 def full_video(peak: int, largest: int = 100) -> StackConfig:
-    from visio_infra.config import Flavors
+    from visio_infra.model.config.cloud import Flavors
 
     config = with_audience(
         BASES["culture"],
@@ -248,7 +252,7 @@ def test_hand_computed_sfu_count() -> None:
 
 def test_hand_computed_turn_count() -> None:
     # 2000 participants, 50 % relayed, on video: 1000 x (2.7 + 5.0) = 7700 Mbit/s through the relays.
-    from visio_infra.config import Flavors
+    from visio_infra.model.config.cloud import Flavors
 
     config = with_audience(
         BASES["culture"],
@@ -272,7 +276,7 @@ def test_spare_nodes_add_nodes_and_coefficients_are_honoured() -> None:
 
 
 def test_mux_port_has_no_udp_port_limit() -> None:
-    from visio_infra.config import Ports
+    from visio_infra.model.config.network import Ports
 
     config = full_video(1000).model_copy(update={"ports": Ports(sfu_udp_range=None, sfu_udp_mux_port=7882)})
     assert "udp ports" not in {c.name for c in plan(config).roles["sfu"].constraints}
@@ -341,7 +345,7 @@ def test_meeting_too_large_for_any_flavor_says_what_fits() -> None:
 
 
 def test_meeting_needing_more_ports_than_the_range() -> None:
-    from visio_infra.config import PortRange, Ports
+    from visio_infra.model.config.network import PortRange, Ports
 
     config = full_video(1000, largest=100).model_copy(
         update={"ports": Ports(sfu_udp_range=PortRange(start=50000, end=50099))}

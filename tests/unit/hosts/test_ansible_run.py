@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra import ansible_run
-from visio_infra.ansible_run import (
+from visio_infra.hosts import ansible_run
+from visio_infra.hosts.ansible_run import (
     LINEAR,
     MITOGEN,
     STRATEGY_ENV,
@@ -20,10 +20,10 @@ from visio_infra.ansible_run import (
     choose_strategy,
     strategy_env,
 )
-from visio_infra.ansible_vars import AnsibleVarsError
+from visio_infra.hosts.ansible_vars import AnsibleVarsError
 
 PLUGINS = "/somewhere/ansible_mitogen/plugins/strategy"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("requested", [None, "", "  ", MITOGEN])

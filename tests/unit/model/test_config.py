@@ -13,16 +13,12 @@ import pytest
 import yaml
 from conftest import MINISTRY_STACKS, STACKS_DIR
 
-from visio_infra import pricing
-from visio_infra.config import (
-    LabCloud,
-    OpenStackCloud,
-    StackConfig,
-    StackConfigError,
-    load_stack_file,
-    parse_stack_config,
-    ssh_key_problem,
-)
+from visio_infra.model import pricing
+from visio_infra.model.config.base import StackConfigError
+from visio_infra.model.config.cloud import LabCloud, OpenStackCloud
+from visio_infra.model.config.field_checks import ssh_key_problem
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.stack_file import load_stack_file, parse_stack_config
 
 Raw = dict[str, Any]
 
@@ -575,7 +571,7 @@ def test_acceptance_stack_fits_the_test_clouds_default_quotas_even_grown() -> No
     """Nova's default quotas (10 instances, 20 cores, 51200 MB) on scripts/openstack-cloud.sh's cloud:
     the acceptance stack and its grown variant (one more SFU node, tests/openstack) must fit in cores
     and RAM; instances go to 11 only while the grow test raises that one quota."""
-    from visio_infra.sizing import plan
+    from visio_infra.model.sizing.plan import plan
 
     config = load_stack_file(STACKS_DIR / "Pulumi.acceptance.yaml")
     assert isinstance(config.cloud, OpenStackCloud)

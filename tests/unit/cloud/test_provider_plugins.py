@@ -8,8 +8,8 @@ from pathlib import Path
 from conftest import STACKS_DIR
 from test_pins import _locked
 
-from visio_infra.config import load_stack_file
-from visio_infra.provider_plugins import installed_plugins, needed_plugins, plugin_problems
+from visio_infra.cloud.provider_plugins import installed_plugins, needed_plugins, plugin_problems
+from visio_infra.model.stack_file import load_stack_file
 
 
 def test_openstack_stacks_need_the_plugin_of_the_pinned_sdk() -> None:

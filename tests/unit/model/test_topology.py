@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from visio_infra.config import load_stack_file, stack_file
-from visio_infra.topology import PUBLIC_ROLES, TopologyError, plan_nodes, role_block
+from visio_infra.model.stack_file import load_stack_file, stack_file
+from visio_infra.model.topology import PUBLIC_ROLES, TopologyError, plan_nodes, role_block
 
 
 @pytest.fixture(scope="module")

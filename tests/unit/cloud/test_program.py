@@ -26,15 +26,19 @@ from pulumi_mocks import (
     stack_run,
 )
 
-from visio_infra import cloud_init, tagging
-from visio_infra.config import ROLES, StackConfig, parse_stack_config
-from visio_infra.generated_secret import KIND as GENERATED_SECRET_KIND
-from visio_infra.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
-from visio_infra.pricing import BOOT_VOLUME_GIB
-from visio_infra.security_rules import security_rules, world_open_sensitive
-from visio_infra.sizing import db_volume_gib, plan
-from visio_infra.sovereignty import find_foreign_endpoints
-from visio_infra.topology import PUBLIC_ROLES, plan_nodes
+from visio_infra.cloud.generated_secret import KIND as GENERATED_SECRET_KIND
+from visio_infra.cloud.openstack import cloud_init
+from visio_infra.cloud.outputs import OUTPUT_NAMES, SECRET_OUTPUTS
+from visio_infra.model import tagging
+from visio_infra.model.config.base import ROLES
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.pricing import BOOT_VOLUME_GIB
+from visio_infra.model.security_rules import security_rules, world_open_sensitive
+from visio_infra.model.sizing.plan import plan
+from visio_infra.model.sizing.roles import db_volume_gib
+from visio_infra.model.sovereignty import find_foreign_endpoints
+from visio_infra.model.stack_file import parse_stack_config
+from visio_infra.model.topology import PUBLIC_ROLES, plan_nodes
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 """pulumi_openstack warns about its own deprecated v2 aliases when imported."""
@@ -163,7 +167,7 @@ def test_security_groups_hold_exactly_the_rules_of_each_role(run, config):
 
 
 def test_no_registered_rule_opens_a_sensitive_port_to_the_world(run):
-    from visio_infra.security_rules import Rule
+    from visio_infra.model.security_rules import Rule
 
     for resource in run.of_type(T_RULE):
         i = resource.inputs
@@ -208,7 +212,7 @@ def _role_of_group(group, config) -> str:
 
 def test_a_role_beyond_the_group_quota_keeps_its_first_nodes_in_group_one():
     """Growing a role never moves an existing node to another group (that would replace it)."""
-    from visio_infra.topology import server_group_number
+    from visio_infra.model.topology import server_group_number
 
     raw = raw_of("culture")
     raw["visio:cloud"] = {**raw["visio:cloud"], "server_group_max_members": 2}
@@ -419,15 +423,15 @@ def test_lab_shares_secrets_and_output_contract(lab):
 
 
 def _mistakes():
-    from test_config import INVALID
+    from tests.unit.model.test_config import INVALID
 
     return [pytest.param(base, mutate, field, id=case_id) for case_id, base, mutate, field, _valid in INVALID]
 
 
 @pytest.mark.parametrize(("base", "mutate", "field"), _mistakes())
 def test_every_mistake_in_the_table_stops_the_real_program_before_any_resource(base, mutate, field):
-    """The whole table of mistakes (tests/unit/test_config.py), through the real program under mocks."""
-    from test_config import _raw
+    """The whole table of mistakes (tests/unit/model/test_config.py), through the real program under mocks."""
+    from tests.unit.model.test_config import _raw
 
     raw = _raw(base)
     mutate(raw)
@@ -444,7 +448,7 @@ def test_every_mistake_in_the_table_stops_the_real_program_before_any_resource(b
 @pytest.mark.parametrize("lab", LAB_STACKS)
 def test_outputs_alone_are_enough_for_visio_configure(lab):
     """`visio configure` re-applies the configuration from the outputs: they must hold every secret."""
-    from visio_infra.configure_cmd import secrets_from_outputs
+    from visio_infra.commands.configure import secrets_from_outputs
 
     run = _run(lab)
     found = secrets_from_outputs(run.outputs)
@@ -511,7 +515,7 @@ def test_booting_from_the_image_changes_only_the_boot_disk():
 def test_provisioning_only_registers_the_same_resources_and_outputs_without_configuration():
     """`hosts.configure_on_up: false` drops the Ansible step and nothing else: `visio configure` then
     finds in the outputs everything it needs (inventory, secrets, certificates)."""
-    from visio_infra.configure_cmd import secrets_from_outputs
+    from visio_infra.commands.configure import secrets_from_outputs
 
     full = _run("culture")
     provisioning = _variant("culture", hosts={"configure_on_up": False})
@@ -544,11 +548,11 @@ def test_a_cancelled_program_exits_without_a_traceback():
     import subprocess
     import sys
 
-    from visio_infra.deployment import CANCELLED_EXIT
+    from visio_infra.cloud.deployment import CANCELLED_EXIT
 
     code = (
         "import os, signal, time\n"
-        "from visio_infra.deployment import exit_quietly_when_cancelled\n"
+        "from visio_infra.cloud.deployment import exit_quietly_when_cancelled\n"
         "exit_quietly_when_cancelled()\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
         "time.sleep(30)\n"

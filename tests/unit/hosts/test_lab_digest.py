@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 
-from visio_infra.ansible_run import HostStats
-from visio_infra.configuration import (
-    configuration_digest,
-    content_digest,
-    failed_hosts,
-    secrets_digest,
-)
+from visio_infra.hosts.ansible_run import HostStats
+from visio_infra.hosts.configuration import configuration_digest, content_digest, failed_hosts, secrets_digest
 
 SECRETS = {"livekit_api_secret": "s" * 48, "db_password": "p" * 32}
 INVENTORY = {
@@ -80,8 +75,8 @@ def test_content_digest_follows_roles_playbooks_templates(tmp_path):
     assert content_digest(tmp_path) != second
     third = content_digest(tmp_path)
     # The code that renders the roles' variables counts too.
-    (tmp_path / "visio_infra").mkdir()
-    (tmp_path / "visio_infra/ansible_vars.py").write_text("X = 1\n")
+    (tmp_path / "visio_infra/hosts").mkdir(parents=True)
+    (tmp_path / "visio_infra/hosts/ansible_vars.py").write_text("X = 1\n")
     assert content_digest(tmp_path) != third
 
 
@@ -95,7 +90,7 @@ def test_converge_runs_in_a_child_process_and_reports_its_error():
     """The child gets its payload through a pipe and its failure becomes the `up`'s error message."""
     import pytest
 
-    from visio_infra.configuration import run_in_child
+    from visio_infra.hosts.configuration import run_in_child
 
     with pytest.raises(RuntimeError, match="validation error"):
         run_in_child("converge", {"props": {"config": {"ministry": {"slug": "x"}}, "secret": "s" * 40}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from visio_infra.rollout import (
+from visio_infra.model.rollout import (
     NodeState,
     Plan,
     PlanRefused,

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 from pulumi_mocks import sample_config
 
-from visio_infra.config import ROLES
-from visio_infra.security_rules import (
-    SENSITIVE_TCP_PORTS,
-    Rule,
-    security_rules,
-    world_open_sensitive,
-)
+from visio_infra.model.config.base import ROLES
+from visio_infra.model.security_rules import SENSITIVE_TCP_PORTS, Rule, security_rules, world_open_sensitive
 
 
 def _source(rule: Rule) -> str:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import STACKS_DIR
 
-from visio_infra.stack_outputs import StackOutputsError, backend_problem, pulumi_env
+from visio_infra.commands.stack_outputs import StackOutputsError, backend_problem, pulumi_env
 
 REPO = STACKS_DIR.parent
 

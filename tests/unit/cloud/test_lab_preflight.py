@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.lab import preflight
-from visio_infra.lab.host import LabError
+from visio_infra.cloud.lab import preflight
+from visio_infra.cloud.lab.host import LabError
 
 SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
 
@@ -101,7 +101,7 @@ def test_raise_if_lists_every_problem():
 def test_a_full_disk_during_a_command_says_what_to_do(monkeypatch):
     import subprocess
 
-    from visio_infra.lab import host
+    from visio_infra.cloud.lab import host
 
     def full(*_args, **_kwargs):
         error = "cp: error writing 'x/usr/lib/a.so': No space left on device"

@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from visio_infra.rollout import NodeState, Plan, RolloutState, Step
-from visio_infra.upgrade import (
-    EventTap,
-    UpgradeError,
-    db_candidate,
-    figures_lines,
-    inputs_from_state,
-    node_states,
-    version_changes,
-)
+from visio_infra.commands.upgrade import inputs_from_state
+from visio_infra.hosts.rolling_upgrade import figures_lines, version_changes
+from visio_infra.hosts.upgrade_runner import EventTap, UpgradeError, db_candidate, node_states
+from visio_infra.model.rollout import NodeState, Plan, RolloutState, Step
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODULE = ROOT / "playbooks" / "library" / "visio_livekit_nodes.py"
 spec = importlib.util.spec_from_file_location("visio_livekit_nodes", MODULE)
 assert spec and spec.loader
@@ -195,7 +189,7 @@ def test_turn_drain_ruleset_rejects_only_new_turn_clients():
     break, so a verdict split onto its own line would reject all traffic (SSH included)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    from visio_infra.upgrade import ROOT
+    from visio_infra.hosts.rolling_upgrade import ROOT
 
     env = Environment(  # noqa: S701 (an nftables ruleset, not HTML)
         loader=FileSystemLoader(ROOT / "playbooks" / "templates"), undefined=StrictUndefined

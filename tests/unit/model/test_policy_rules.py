@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pulumi_mocks import MINISTRY_STACKS, OPENSTACK_STACKS, raw_of, stack_run
 
-from visio_infra import policy_rules as pr
-from visio_infra.config import parse_stack_config
+from visio_infra.model import policy_rules as pr
+from visio_infra.model.stack_file import parse_stack_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -148,7 +148,7 @@ def test_policy_catches_a_tampered_program_run():
 
 # --- The pack's wiring (policy/visio_policies.py), with the engine's own property proxy ----------
 
-POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"
+POLICY_DIR = Path(__file__).resolve().parents[3] / "policy"
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pulumi_mocks import sample_config
 
-from visio_infra import ansible_vars
-from visio_infra.ansible_run import ProgressPrinter, scrub_artifacts
-from visio_infra.ansible_vars import AnsibleVarsError, firewall_rules, group_vars, secret_vars
-from visio_infra.configure_cmd import ConfigureError, extra_vars, secrets_from_outputs
-from visio_infra.inventory import build_inventory
-from visio_infra.security_rules import security_rules
-from visio_infra.topology import plan_nodes
+from visio_infra.commands.configure import ConfigureError, extra_vars, secrets_from_outputs
+from visio_infra.hosts import ansible_vars
+from visio_infra.hosts.ansible_run import ProgressPrinter, scrub_artifacts
+from visio_infra.hosts.ansible_vars import AnsibleVarsError, firewall_rules, group_vars, secret_vars
+from visio_infra.hosts.inventory import build_inventory
+from visio_infra.model.security_rules import security_rules
+from visio_infra.model.topology import plan_nodes
 
 COUNTS = {"sfu": 3, "turn": 3, "db": 2, "redis": 1, "bastion": 1}
 
@@ -261,7 +261,7 @@ def test_ntp_servers_come_from_the_stack_config():
 def test_chrony_renders_the_configured_sources_and_serves_no_one():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    from visio_infra.rendering import TEMPLATES_DIR
+    from visio_infra.model.rendering import TEMPLATES_DIR
 
     templates = TEMPLATES_DIR.parent / "roles" / "common" / "templates"
     env = Environment(loader=FileSystemLoader(templates), undefined=StrictUndefined, autoescape=False)  # noqa: S701 (chrony config, not HTML)
@@ -285,8 +285,8 @@ def test_roles_get_both_debian_mirrors_of_the_stack():
 
 
 def test_a_lab_config_without_its_host_mirrors_is_refused_not_rendered_with_none(tmp_path):
-    from visio_infra.apt_sources import with_node_mirrors
-    from visio_infra.config import load_stack_file, stack_file
+    from visio_infra.model.apt_sources import with_node_mirrors
+    from visio_infra.model.stack_file import load_stack_file, stack_file
 
     lab = load_stack_file(stack_file("lab"))
     nodes = plan_nodes(lab, {"sfu": 0, "turn": 0, "db": 0, "redis": 1, "bastion": 0})

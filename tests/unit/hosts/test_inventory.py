@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from visio_infra.config import load_stack_file, stack_file
-from visio_infra.inventory import GROUPS, ansible_inventory, build_inventory
-from visio_infra.topology import plan_nodes
+from visio_infra.hosts.inventory import GROUPS, ansible_inventory, build_inventory
+from visio_infra.model.stack_file import load_stack_file, stack_file
+from visio_infra.model.topology import plan_nodes
 
 
 def _lab_inventory(bastion=None):
