@@ -53,6 +53,11 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         target = MOVED[module.__name__]
 
         def attribute(name: str) -> Any:
+            # Dunder look-ups (`__file__`, `__path__`, ...) come from tools walking sys.modules, e.g.
+            # `inspect.getmodule`, which pydantic calls while a model class is being created: importing
+            # the target there would re-enter half-imported modules ("partially initialized module").
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name)
             return getattr(importlib.import_module(target), name)
 
         module.__dict__["__getattr__"] = attribute  # PEP 562: the module hands out the real attributes
