@@ -101,13 +101,38 @@ for case in E.parse(sys.argv[1]).iter("testcase"):
   row "cloud down (s)" "$(secs "$t0" "$t1")"
 fi
 
+echo "CI phases of the last 'make test' in this checkout (reports/phases.tsv)"
+if [ -s reports/phases.tsv ]; then
+  awk -F'\t' '{ printf "  %-52s %s%s\n", $1 " (s)", $2, ($3 == "0" || $3 == "-" ? "" : "  FAILED") }' reports/phases.tsv
+else
+  row "(none yet: run make test)" ""
+fi
+
 [ "$want_lab" = 1 ] || { echo "(add --lab for the lab figures: it rebuilds the lab from nothing)"; exit 0; }
 
 echo "lab (base image cached unless noted)"
 pulumi stack select --create lab >/dev/null
 bash scripts/lab.sh down >/dev/null 2>&1 || true
 t0=$(now); pulumi up --stack lab --yes --non-interactive >/tmp/bench-lab-up.log 2>&1; t1=$(now)
-row "nothing -> configured lab, pulumi up (s)" "$(against "$(secs "$t0" "$t1")" 600)"
+row "nothing -> configured lab, pulumi up (s)" "$(against "$(secs "$t0" "$t1")" 180)"
+# Where that time went: Pulumi's own per-resource durations ("created (12s)") in its output, by stage.
+# Machines are created in parallel (the slowest one counts); the converge is HostConfiguration.
+while IFS=$'\t' read -r label value; do row "  $label" "$value"; done < <(python3 - /tmp/bench-lab-up.log <<'PY'
+import re, sys
+stages = {"BaseImage": "base image (cached: checked)", "Network": "bridge", "KeyPair": "SSH key",
+          "Machine": "machines, slowest of them", "Certificates": "stack CA and certificates",
+          "HostConfiguration": "converge (Ansible, Mitogen)"}
+seen = {}
+line_re = re.compile(r"dynamic(?:/[\w-]+)?:(\w+) \S+ (?:created|updated)(?: replacement)? \((?:(\d+)m)?([\d.]+)s\)")
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    for kind, minutes, number in line_re.findall(line):
+        if kind in stages:
+            seconds = int(minutes or 0) * 60 + float(number)
+            seen[kind] = max(seen.get(kind, 0.0), seconds)
+for kind, label in stages.items():
+    print(f"{label} (s)\t{seen[kind]:.1f}" if kind in seen else f"{label}\tnot in the output")
+PY
+)
 # The BaseImage resource reports the build time its image's marker recorded, whether this `up`
 # built the image or found it cached (0.0: an image built before build times were recorded).
 row "base image build, when it was built (s)" \

@@ -17,52 +17,68 @@ cd "$ROOT"
 say() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
 phase=${1:-all}
 mkdir -p reports
+# Every step's wall time goes to reports/phases.tsv (step, seconds, status); `all` prints the table
+# at the end and `make bench` shows the last run's.
+PHASES=$ROOT/reports/phases.tsv
+since() { python3 -c 'import sys, time; print(f"{time.time() - float(sys.argv[1]):.1f}")' "$1"; }
+timed() {
+  local name=$1 t0 status=0; shift
+  t0=$(date +%s.%N)
+  "$@" || status=$?
+  printf '%s\t%s\t%s\n' "$name" "$(since "$t0")" "$status" >> "$PHASES"
+  return "$status"
+}
 
 # Set up once; the phases run below as child processes reuse it.
-[ "${VISIO_SETUP_DONE:-}" = 1 ] || bash scripts/setup.sh
+if [ "${VISIO_SETUP_DONE:-}" != 1 ]; then
+  : > "$PHASES"
+  timed "set-up (scripts/setup.sh)" bash scripts/setup.sh
+fi
 export VISIO_SETUP_DONE=1
 # shellcheck source=pulumi-env.sh
 source scripts/pulumi-env.sh
 
 lint() {
   say "lint: ruff, mypy, yamllint, ansible-lint"
-  ruff check visio_infra tests policy __main__.py
-  mypy
-  yamllint -s .
-  ansible-lint -q roles playbooks
+  timed "lint: ruff" ruff check visio_infra tests policy __main__.py
+  timed "lint: mypy" mypy
+  timed "lint: yamllint" yamllint -s .
+  timed "lint: ansible-lint" ansible-lint -q roles playbooks
 }
 
 unit() {
   say "unit tests"
-  python -m pytest tests/unit tests/roles -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
+  timed "unit tests" python -m pytest tests/unit tests/roles -q -n 2 -p no:cacheprovider --junitxml=reports/unit.xml
 }
 
 lab() {
   # CI starts from a clean slate: a lab left by an interrupted earlier run is removed first.
-  bash scripts/lab-clean.sh --all
+  timed "lab: clean slate (lab-clean.sh --all)" bash scripts/lab-clean.sh --all
   say "lab: deploy"
   trap 'say "lab: destroy"; bash scripts/lab.sh down' EXIT
-  bash scripts/lab.sh up
+  timed "lab: up from nothing (scripts/lab.sh up)" bash scripts/lab.sh up
   say "lab: verification suite"
-  visio verify lab --junit reports/verify.xml
+  timed "lab: visio verify lab" visio verify lab --junit reports/verify.xml
   say "lab: no-op up, refresh/recreate, break-and-detect, rolling upgrade, lab machines"
-  python -m pytest tests/lab -q -p no:cacheprovider --junitxml=reports/lab.xml
+  timed "lab: tests/lab" python -m pytest tests/lab -q -p no:cacheprovider --junitxml=reports/lab.xml
   trap - EXIT
   say "lab: destroy"
-  bash scripts/lab.sh down
+  timed "lab: destroy" bash scripts/lab.sh down
   say "lab: nothing left behind"
-  python -m pytest tests/lab --after-destroy -q -p no:cacheprovider --junitxml=reports/lab-teardown.xml
+  timed "lab: after-destroy checks" \
+    python -m pytest tests/lab --after-destroy -q -p no:cacheprovider --junitxml=reports/lab-teardown.xml
 }
 
 openstack() {
   say "openstack: cloud up"
   trap 'say "openstack: cloud down"; bash scripts/openstack-cloud.sh down' EXIT
-  bash scripts/openstack-cloud.sh up
+  timed "openstack: cloud up" bash scripts/openstack-cloud.sh up
   say "openstack: acceptance stack, preflight (tests/openstack)"
-  python -m pytest tests/openstack -q -p no:cacheprovider --junitxml=reports/openstack.xml
+  timed "openstack: tests/openstack" \
+    python -m pytest tests/openstack -q -p no:cacheprovider --junitxml=reports/openstack.xml
   trap - EXIT
   say "openstack: cloud down"
-  bash scripts/openstack-cloud.sh down
+  timed "openstack: cloud down" bash scripts/openstack-cloud.sh down
 }
 
 case "$phase" in
@@ -76,6 +92,7 @@ case "$phase" in
     # other while the lab phase runs (their output is shown when they finish).
     # Each phase is its own process so `set -e` stays in force inside it.
     rm -f reports/checks.status reports/openstack.status
+    started=$(date +%s.%N)
     { status=0; bash scripts/test.sh checks > reports/lint-unit.log 2>&1 || status=$?
       echo "$status" > reports/checks.status
       status=0; bash scripts/test.sh openstack > reports/openstack.log 2>&1 || status=$?
@@ -89,6 +106,10 @@ case "$phase" in
     cat reports/lint-unit.log
     say "OpenStack phase (run alongside the lab):"
     cat reports/openstack.log
+    printf '%s\t%s\t%s\n' "all phases, wall clock (lab alongside lint/unit/OpenStack)" \
+      "$(since "$started")" - >> "$PHASES"
+    say "time per step (reports/phases.tsv):"
+    awk -F'\t' '{ printf "  %-58s %8s s  %s\n", $1, $2, ($3 == "0" ? "ok" : ($3 == "-" ? "" : "FAILED")) }' "$PHASES"
     checks_status=$(cat reports/checks.status 2>/dev/null || echo 1)
     openstack_status=$(cat reports/openstack.status 2>/dev/null || echo 1)
     [ "$checks_status" = 0 ] || { say "lint/unit FAILED"; exit "$checks_status"; }
