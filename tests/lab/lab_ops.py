@@ -18,6 +18,21 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
+STACK = os.environ.get("VISIO_LAB_STACK", "lab")
+"""The lab stack under test: `lab`, or a copy made with `scripts/lab.sh copy NAME INDEX` so two people
+(or two checkouts) can each run a lab on one machine."""
+
+
+def _slug(stack: str) -> str:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))["config"]
+    return str(config["visio:ministry"]["slug"])
+
+
+SLUG = _slug(STACK)
+"""The lab's ministry slug: machine names start with it (`lab-sfu-1`)."""
+
 
 def run(command: list[str], timeout: float) -> tuple[int, str]:
     """Run a command, echo its output as it comes (the SRE's view), return (rc, output)."""

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.lab_ops import STACK as LAB_STACK
+
 ROOT = Path(__file__).resolve().parents[2]
-STACK = os.environ.get("VISIO_BREAK_STACK", "lab")
+STACK = os.environ.get("VISIO_BREAK_STACK", LAB_STACK)
 
 pytestmark = pytest.mark.lab
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
+from tests.lab.lab_ops import STACK
 from visio_infra.commands.configure import certificates_from_outputs, secrets_from_outputs
 from visio_infra.commands.stack_outputs import read_outputs
 from visio_infra.hosts import ansible_run
 from visio_infra.model.stack_file import load_stack_file, stack_file
-
-STACK = "lab"
 
 
 @pytest.fixture(scope="module")

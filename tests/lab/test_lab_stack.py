@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.lab_ops import SLUG, STACK
 from visio_infra.cloud.lab.plan import LabPaths
 from visio_infra.cloud.lab.ssh import ssh_answers
 
 REPO = Path(__file__).resolve().parents[2]
-STACK = "lab"
 
 
 def pulumi(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess[str]:
@@ -78,20 +78,20 @@ def test_second_up_changes_nothing_and_runs_no_ansible():
 
 def test_refresh_notices_a_dead_machine_and_up_recreates_it():
     state = _state()
-    machine = _machines(state)["lab-redis-1"]["outputs"]
+    machine = _machines(state)[f"{SLUG}-redis-1"]["outputs"]
     os.kill(int(machine["pid"]), signal.SIGKILL)
     time.sleep(1)
 
     refreshed = pulumi("refresh", "--yes", "--json")
     assert refreshed.returncode == 0, refreshed.stderr[-3000:]
-    after = _machines(_state())["lab-redis-1"]["outputs"]
+    after = _machines(_state())[f"{SLUG}-redis-1"]["outputs"]
     assert after["running"] is False
 
     preview = pulumi("preview", "--json")
     assert preview.returncode == 0, preview.stderr[-3000:]
     steps = json.loads(preview.stdout)["steps"]
     ops = {s["urn"].rsplit("::", 1)[-1]: s["op"] for s in steps}
-    replaced = [name for name, op in ops.items() if "lab-redis-1" in name and "replace" in op]
+    replaced = [name for name, op in ops.items() if f"{SLUG}-redis-1" in name and "replace" in op]
     assert replaced, ops
 
     runs = _ansible_runs()
@@ -99,7 +99,7 @@ def test_refresh_notices_a_dead_machine_and_up_recreates_it():
     up = pulumi("up", "--yes", "--json")
     assert up.returncode == 0, up.stderr[-3000:]
     print(f"dead machine recreated and reconfigured by `pulumi up` in {time.monotonic() - started:.0f} s")
-    new = _machines(_state())["lab-redis-1"]["outputs"]
+    new = _machines(_state())[f"{SLUG}-redis-1"]["outputs"]
     assert new["running"] is True and new["pid"] != machine["pid"]
     assert ssh_answers(LabPaths(STACK), new["address"])
     # The new machine has a new host key, so the inventory changed and the configuration ran again.

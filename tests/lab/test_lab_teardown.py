@@ -11,18 +11,19 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import host_leftovers
+from tests.lab.lab_ops import STACK
 from visio_infra.cloud.lab.plan import LAB_ROOT, LabPaths
 
 pytestmark = pytest.mark.after_destroy
 
 
 def test_destroy_leaves_no_process_interface_rule_mount_or_directory():
-    assert host_leftovers("lab") == []
+    assert host_leftovers(STACK) == []
 
 
 def test_destroy_put_back_the_host_sysctls():
     # The record of what the lab changed is removed only after restoring it.
-    assert not (LabPaths("lab").run / "sysctl.json").exists()
+    assert not (LabPaths(STACK).run / "sysctl.json").exists()
 
 
 def test_base_image_cache_is_kept_for_the_next_up():

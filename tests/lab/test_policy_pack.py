@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.lab_ops import private_dir
+from tests.lab.lab_ops import STACK, private_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "policy"
@@ -35,7 +35,7 @@ def _pulumi(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tu
 
 
 def test_the_pack_passes_on_the_lab_stack() -> None:
-    rc, output = _pulumi(["preview", "--stack", "lab", "--policy-pack", str(PACK), "--diff=false"], ROOT)
+    rc, output = _pulumi(["preview", "--stack", STACK, "--policy-pack", str(PACK), "--diff=false"], ROOT)
     assert rc == 0, "pulumi preview --policy-pack failed on the lab (see the output above)"
     assert "visio-security@" in output, "the pack did not run"
     assert "[mandatory]" not in output, "a mandatory policy was violated on the lab"

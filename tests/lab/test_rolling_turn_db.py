@@ -40,6 +40,7 @@ from typing import Any
 import pytest
 
 from tests.lab.lab_ops import (
+    STACK,
     call_traffic,
     pending_operations,
     private_dir,
@@ -55,7 +56,6 @@ from visio_infra.commands.verify import fetch_outputs
 from visio_infra.model.stack_file import load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK = "lab"
 STACK_FILE = ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
 MEETING_SECONDS = 120
 """Long enough for the empty TURN node's whole restart to happen while the meeting is on."""

@@ -25,12 +25,11 @@ from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import call_traffic, private_dir, pulumi_up, rollout_figures, ssh, visio
+from tests.lab.lab_ops import STACK, call_traffic, private_dir, pulumi_up, rollout_figures, ssh, visio
 from visio_infra.commands.verify import fetch_outputs
 from visio_infra.hosts.ansible_run import default_livekit_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK = "lab"
 STACK_FILE = ROOT / "stacks" / f"Pulumi.{STACK}.yaml"
 VERSIONS_ENV = ROOT / "toolchain" / "versions.env"
 MEETING_SECONDS = 90
