@@ -65,13 +65,27 @@ def stack_of(urn: str) -> str:
 
 
 @cache
-def stack_encrypted_volume_type(stack: str) -> str | None:
-    """The stack file's `visio:cloud.encrypted_volume_type`, when the file is readable and valid."""
+def stack_cloud_setting(stack: str, name: str) -> Any:
+    """A `visio:cloud` setting of the stack file, when the file is readable and valid (else None)."""
     try:
         config = load_stack_file(stack_file(stack, PROJECT_ROOT))
     except (StackConfigError, OSError):
         return None
-    return getattr(config.cloud, "encrypted_volume_type", None)
+    return getattr(config.cloud, name, None)
+
+
+def stack_encrypted_volume_type(stack: str) -> str | None:
+    """The stack file's `visio:cloud.encrypted_volume_type`."""
+    found = stack_cloud_setting(stack, "encrypted_volume_type")
+    return str(found) if found else None
+
+
+def local_disk_encrypted(args: ResourceValidationArgs) -> bool:
+    """The policy config `local_disk_encrypted`, else the stack file's `visio:cloud.local_disk_encrypted`."""
+    configured = args.get_config().get("local_disk_encrypted")
+    if configured is not None:
+        return bool(configured)
+    return bool(stack_cloud_setting(stack_of(args.urn), "local_disk_encrypted"))
 
 
 def encrypted_types(args: ResourceValidationArgs) -> set[str] | None:
@@ -128,15 +142,27 @@ def policies() -> list[Any]:
     ]
     result.append(
         _resource_policy(
-            "encrypted-db-volumes",
-            "DB data volumes use the stack's encrypted volume type (from stacks/Pulumi.<stack>.yaml, or the "
-            "policy config `encrypted_volume_types`).",
+            "encrypted-volumes",
+            "Every volume (boot and data) uses the stack's encrypted volume type (from "
+            "stacks/Pulumi.<stack>.yaml, or the policy config `encrypted_volume_types`).",
             lambda args: policy_rules.encrypted_volume_violations(
                 args.resource_type, plain(args.props), encrypted_types(args)
             ),
             schema=PolicyConfigSchema(
                 properties={"encrypted_volume_types": {"type": "array", "items": {"type": "string"}}}
             ),
+        )
+    )
+    result.append(
+        _resource_policy(
+            "encrypted-local-disks",
+            "A server booting from an image (the hypervisor's local disk) only on a cloud that encrypts "
+            "local disks: stacks/Pulumi.<stack>.yaml `visio:cloud.local_disk_encrypted`, or the policy "
+            "config `local_disk_encrypted`.",
+            lambda args: policy_rules.local_disk_violations(
+                args.resource_type, plain(args.props), local_disk_encrypted(args)
+            ),
+            schema=PolicyConfigSchema(properties={"local_disk_encrypted": {"type": "boolean"}}),
         )
     )
     result.append(

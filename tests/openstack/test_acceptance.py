@@ -296,6 +296,9 @@ def check_volumes(life: Lifecycle) -> None:
     if config.cloud.boot_from == "volume":
         expected |= {f"{n.name}-boot" for n in life.nodes}
     assert set(volumes) == expected
+    for volume in volumes.values():  # boot volumes hold each node's secrets: encrypted like the data
+        assert volume.volume_type == config.cloud.encrypted_volume_type, volume.name
+        assert volume.is_encrypted is True, volume.name
     for node in db_nodes:
         volume = volumes[f"{node.name}-data"]
         assert volume.volume_type == config.cloud.encrypted_volume_type, volume.name

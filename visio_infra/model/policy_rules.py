@@ -99,25 +99,42 @@ def floating_ip_violations(resource_type: str, props: Mapping[str, Any]) -> list
 def encrypted_volume_violations(
     resource_type: str, props: Mapping[str, Any], encrypted_types: Collection[str] | None
 ) -> list[str]:
-    """DB data volumes must use the stack's encrypted volume type."""
+    """Every volume uses the stack's encrypted volume type: data volumes hold the database, boot
+    volumes each node's secrets (configuration files with API and TURN secrets, passwords, TLS keys)."""
     if resource_type != VOLUME:
         return []
     raw = props.get("metadata")
     metadata = {} if isinstance(raw, Unknown) else tagging.parse_tags(raw)
-    if metadata.get("role") != "db" or metadata.get("purpose") == "boot":
-        return []
+    what = f"{metadata.get('role') or 'unlabelled'} {metadata.get('purpose') or 'unlabelled'} volume"
     volume_type = props.get("volumeType")
     if isinstance(volume_type, Unknown):
         return []
     if not volume_type:
-        return ["DB data volume without a volume type: use the cloud's encrypted volume type"]
+        return [f"{what} without a volume type: use the cloud's encrypted volume type"]
     if encrypted_types is None:
-        return [f"DB data volume type '{volume_type}' cannot be checked: the stack's encrypted_volume_type "
+        return [f"{what} type '{volume_type}' cannot be checked: the stack's encrypted_volume_type "
                 "is unknown (set the policy config `encrypted_volume_types`)"]
     if volume_type not in encrypted_types:
         allowed = ", ".join(sorted(encrypted_types))
-        return [f"DB data volume type '{volume_type}' is not encrypted at rest; use {allowed}"]
+        return [f"{what} type '{volume_type}' is not encrypted at rest; use {allowed}"]
     return []
+
+
+def local_disk_violations(
+    resource_type: str, props: Mapping[str, Any], local_disk_encrypted: bool
+) -> list[str]:
+    """A server booting from an image keeps its secrets on the hypervisor's local disk, outside
+    Cinder's encryption: only on a cloud whose local disks are encrypted (`cloud.local_disk_encrypted`)."""
+    if resource_type != INSTANCE or local_disk_encrypted:
+        return []
+    image = props.get("imageId") or props.get("imageName")
+    if not image:
+        return []
+    raw = props.get("metadata")
+    metadata = {} if isinstance(raw, Unknown) else tagging.parse_tags(raw)
+    return [f"{metadata.get('node') or 'a server'} boots from the hypervisor's local disk, not known to be "
+            "encrypted: boot from an encrypted volume (visio:cloud.boot_from: volume) or set "
+            "visio:cloud.local_disk_encrypted: true if the cloud encrypts local disks"]
 
 
 def anti_affinity_violations(resource_type: str, props: Mapping[str, Any]) -> list[str]:

@@ -125,18 +125,20 @@ class VolumeSpec:
     purpose: Literal["boot", "data"]
     size_gib: int
     volume_type: str | None
-    """None: the cloud's default volume type."""
+    """The stack's encrypted volume type (None only for a config without one: refused by the policy)."""
     from_image: bool
 
 
 def node_volumes(config: StackConfig, spec: NodeSpec) -> tuple[VolumeSpec, ...]:
-    """The volumes of one OpenStack node: its boot volume (from the image) and, on DB nodes, the
-    encrypted data volume. The program and the cloud preflight both read this, so the preflight's
-    volume and gigabyte counts are what `pulumi up` creates."""
+    """The volumes of one OpenStack node: its boot volume (from the image) and, on DB nodes, the data
+    volume, both on the stack's encrypted volume type: every node's boot disk holds secrets in its
+    configuration (API and TURN secrets, passwords, TLS keys), so it is encrypted at rest like the
+    data. The program and the cloud preflight both read this, so the preflight's volume and gigabyte
+    counts are what `pulumi up` creates."""
+    encrypted = getattr(config.cloud, "encrypted_volume_type", None)
     volumes: list[VolumeSpec] = []
     if getattr(config.cloud, "boot_from", "volume") == "volume":  # `image`: the flavor's local disk
-        volumes.append(VolumeSpec("boot", BOOT_VOLUME_GIB, None, from_image=True))
+        volumes.append(VolumeSpec("boot", BOOT_VOLUME_GIB, encrypted, from_image=True))
     if spec.role == "db":
-        encrypted = getattr(config.cloud, "encrypted_volume_type", None)
         volumes.append(VolumeSpec("data", db_volume_gib(config), encrypted, from_image=False))
     return tuple(volumes)

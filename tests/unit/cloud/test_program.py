@@ -223,7 +223,7 @@ def test_a_role_beyond_the_group_quota_keeps_its_first_nodes_in_group_one():
     assert [server_group_number(n.index, 2) for n in grown] == [1, 1, 2, 2, 3]
 
 
-def test_boot_disks_and_encrypted_db_data_volumes(run, config):
+def test_every_volume_is_encrypted_boot_disks_included(run, config):
     volumes = _by_id(run, T_VOLUME)
     attachments = {a.inputs["volumeId"]: a.inputs["instanceId"] for a in run.of_type(T_ATTACH)}
     used = set()
@@ -238,6 +238,7 @@ def test_boot_disks_and_encrypted_db_data_volumes(run, config):
         assert device["bootIndex"] == 0 and device["deleteOnTermination"] is False
         boot = volumes[device["uuid"]]
         assert boot.inputs["imageId"] == "debian-12-image-id"
+        assert boot.inputs["volumeType"] == config.cloud.encrypted_volume_type  # it holds the node's secrets
         assert boot.inputs["size"] == BOOT_VOLUME_GIB
         assert boot.inputs["availabilityZone"] == instance.inputs["availabilityZone"]
         used.add(device["uuid"])
@@ -499,7 +500,7 @@ def test_booting_from_the_image_changes_only_the_boot_disk():
     """`boot_from: image` is the same deployment without Cinder boot volumes: every other resource is
     registered exactly as with boot volumes, and each server names the image instead."""
     by_volume = _run("culture")
-    by_image = _variant("culture", cloud={"boot_from": "image"})
+    by_image = _variant("culture", cloud={"boot_from": "image", "local_disk_encrypted": True})
     skip = frozenset({T_INSTANCE, T_VOLUME, HOST_CONFIGURATION})
     assert _comparable(by_image, skip) == _comparable(by_volume, skip)
     assert {r.urn for r in by_image.of_type(T_VOLUME)} == {

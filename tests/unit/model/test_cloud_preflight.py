@@ -72,7 +72,7 @@ def needs(config: StackConfig) -> CloudNeeds:
 @pytest.fixture(scope="module")
 def image_booted() -> CloudNeeds:
     """The sample booting from the flavors' local disks (no boot volumes)."""
-    return needs_of(sample_config(cloud={"boot_from": "image"}))
+    return needs_of(sample_config(cloud={"boot_from": "image", "local_disk_encrypted": True}))
 
 
 # --- needs: what the program creates -------------------------------------------------------------
@@ -376,18 +376,21 @@ def test_security_group_rules_count_neutrons_transient_default_rules(needs: Clou
 
 
 def test_per_type_volume_quotas(needs: CloudNeeds) -> None:
+    """Every volume is on the encrypted type (boot volumes hold the nodes' secrets): its per-type
+    quotas must hold all of them."""
     base = fitting(needs)
-    db = [n for n in needs.nodes if n.role == "db"]
-    size = db[0].volumes[-1].size_gib
-    facts = with_quota(base, "volumes_ceph-ssd-luks", len(db))
-    facts = with_quota(facts, "gigabytes_ceph-ssd-luks", len(db) * size)
+    volumes = [v for n in needs.nodes for v in n.volumes]
+    assert {v.volume_type for v in volumes} == {"ceph-ssd-luks"}
+    total = sum(v.size_gib for v in volumes)
+    facts = with_quota(base, "volumes_ceph-ssd-luks", len(volumes))
+    facts = with_quota(facts, "gigabytes_ceph-ssd-luks", total)
     assert cloud_fit.problems(needs, facts) == []
-    [line] = cloud_fit.problems(needs, with_quota(facts, "gigabytes_ceph-ssd-luks", len(db) * size - 1))
+    [line] = cloud_fit.problems(needs, with_quota(facts, "gigabytes_ceph-ssd-luks", total - 1))
     assert line.startswith(f"{SOURCE}: quota gigabytes_ceph-ssd-luks (Cinder): the stack needs ")
-    assert f"needs {len(db) * size} GiB" in line
+    assert f"needs {total} GiB" in line
     assert "GiB of type 'ceph-ssd-luks'" in line
-    [count] = cloud_fit.problems(needs, with_quota(facts, "volumes_ceph-ssd-luks", len(db) - 1))
-    assert f"needs {len(db)} volumes of type 'ceph-ssd-luks'" in count
+    [count] = cloud_fit.problems(needs, with_quota(facts, "volumes_ceph-ssd-luks", len(volumes) - 1))
+    assert f"needs {len(volumes)} volumes of type 'ceph-ssd-luks'" in count
 
 
 def test_server_group_members_per_group(needs: CloudNeeds) -> None:

@@ -461,6 +461,13 @@ INVALID: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
         "visio:cloud.boot_from",
         "'volume' or 'image'",
     ),
+    (
+        "local-disk-boot-without-encrypted-local-disks",
+        "culture",
+        _set("cloud", boot_from="image"),
+        "visio:cloud",
+        "local_disk_encrypted: true only if the cloud encrypts local disks",
+    ),
 ]
 
 
@@ -576,6 +583,7 @@ def test_acceptance_stack_fits_the_test_clouds_default_quotas_even_grown() -> No
     config = load_stack_file(STACKS_DIR / "Pulumi.acceptance.yaml")
     assert isinstance(config.cloud, OpenStackCloud)
     assert (config.cloud.boot_from, config.hosts.configure_on_up) == ("image", False)
+    assert config.cloud.local_disk_encrypted is True  # said in the file: the fake driver writes no disk
     sizing = plan(config)
     table = pricing.offer(config.cloud.offer)
     for extra_sfu in (0, 1):

@@ -62,17 +62,30 @@ def test_floating_ip_on_private_role():
     assert pr.floating_ip_violations(pr.FLOATING_IP, {"tags": [t.replace("db", "sfu") for t in TAGS]}) == []
 
 
-def test_encrypted_db_volumes():
+def test_every_volume_is_encrypted():
     data = {"metadata": {**META, "purpose": "data"}, "volumeType": "ceph-luks"}
     assert pr.encrypted_volume_violations(pr.VOLUME, data, {"ceph-luks"}) == []
     (problem,) = pr.encrypted_volume_violations(pr.VOLUME, {**data, "volumeType": "ceph-ssd"}, {"ceph-luks"})
-    assert "not encrypted" in problem and "ceph-luks" in problem
+    assert "not encrypted" in problem and "ceph-luks" in problem and "db data volume" in problem
     assert pr.encrypted_volume_violations(pr.VOLUME, {**data, "volumeType": None}, {"ceph-luks"})
     assert "cannot be checked" in pr.encrypted_volume_violations(pr.VOLUME, data, None)[0]
-    boot = {"metadata": {**META, "purpose": "boot"}}
-    assert pr.encrypted_volume_violations(pr.VOLUME, boot, {"ceph-luks"}) == []
-    sfu = {"metadata": {**META, "role": "sfu", "purpose": "data"}}
-    assert pr.encrypted_volume_violations(pr.VOLUME, sfu, {"ceph-luks"}) == []
+    # Boot volumes hold each node's secrets: the same rule, whatever the role.
+    boot = {"metadata": {**META, "role": "turn", "purpose": "boot"}}
+    (problem,) = pr.encrypted_volume_violations(pr.VOLUME, boot, {"ceph-luks"})
+    assert "turn boot volume without a volume type" in problem
+    assert pr.encrypted_volume_violations(pr.VOLUME, {**boot, "volumeType": "ceph-luks"}, {"ceph-luks"}) == []
+    assert pr.encrypted_volume_violations(pr.VOLUME, {**boot, "volumeType": "ceph-ssd"}, {"ceph-luks"})
+    assert pr.encrypted_volume_violations(pr.INSTANCE, boot, {"ceph-luks"}) == []
+
+
+def test_a_local_disk_server_needs_the_cloud_to_encrypt_local_disks():
+    server = {"imageId": "debian-12", "metadata": {**META, "node": "culture-sfu-1"}}
+    (problem,) = pr.local_disk_violations(pr.INSTANCE, server, local_disk_encrypted=False)
+    assert "culture-sfu-1" in problem and "local_disk_encrypted" in problem and "boot_from: volume" in problem
+    assert pr.local_disk_violations(pr.INSTANCE, server, local_disk_encrypted=True) == []
+    by_volume = {"blockDevices": [{"sourceType": "volume"}], "metadata": META}
+    assert pr.local_disk_violations(pr.INSTANCE, by_volume, local_disk_encrypted=False) == []
+    assert pr.local_disk_violations(pr.VOLUME, server, local_disk_encrypted=False) == []
 
 
 def test_anti_affinity():
@@ -125,6 +138,8 @@ def test_every_stack_complies_with_every_policy(stack):
         for name, check in pr.RESOURCE_CHECKS.items():
             problems += [f"{name} {resource.name}: {p}" for p in check(resource.type, resource.inputs)]
         problems += pr.encrypted_volume_violations(resource.type, resource.inputs, encrypted)
+        attested = config.cloud.local_disk_encrypted
+        problems += pr.local_disk_violations(resource.type, resource.inputs, attested)
     views = [pr.ResourceView(r.urn, r.type, r.inputs, r.property_dependencies) for r in run.resources]
     problems += pr.private_node_public_ip_violations(views)
     assert problems == []
@@ -176,7 +191,9 @@ def _validate(policy, resource_type, props, urn="urn:pulumi:interieur::visio::x:
 
 def test_pack_declares_every_check(pack):
     names = {p.name for p in pack.policies()}
-    assert names == {*pr.RESOURCE_CHECKS, "encrypted-db-volumes", "no-public-ip-on-private-ports"}
+    assert names == {
+        *pr.RESOURCE_CHECKS, "encrypted-volumes", "encrypted-local-disks", "no-public-ip-on-private-ports"
+    }
     assert all(p.enforcement_level.value == "mandatory" for p in pack.policies())
 
 
@@ -197,7 +214,7 @@ def test_pack_reports_violations_and_tolerates_unknowns(pack):
 
 
 def test_pack_reads_the_encrypted_volume_type_from_the_stack_file(pack):
-    policy = {p.name: p for p in pack.policies()}["encrypted-db-volumes"]
+    policy = {p.name: p for p in pack.policies()}["encrypted-volumes"]
     stack = MINISTRY_STACKS[0]
     expected = parse_stack_config(raw_of(stack), source=stack).cloud.encrypted_volume_type
     data = {"metadata": {**META, "purpose": "data"}}
@@ -207,3 +224,13 @@ def test_pack_reads_the_encrypted_volume_type_from_the_stack_file(pack):
     # The policy config wins when given (e.g. a stack file kept elsewhere).
     assert _validate(policy, pr.VOLUME, {**data, "volumeType": "plain"}, urn,
                      {"encrypted_volume_types": ["plain"]}) == []
+
+
+def test_pack_reads_local_disk_encryption_from_the_stack_file(pack):
+    policy = {p.name: p for p in pack.policies()}["encrypted-local-disks"]
+    server = {"imageId": "debian-12", "metadata": META}
+    ministry = "urn:pulumi:culture::visio::openstack:compute/instance:Instance::s"
+    assert _validate(policy, pr.INSTANCE, server, ministry)  # boots from volumes: no attestation
+    acceptance = "urn:pulumi:acceptance::visio::openstack:compute/instance:Instance::s"
+    assert _validate(policy, pr.INSTANCE, server, acceptance) == []  # local_disk_encrypted: true
+    assert _validate(policy, pr.INSTANCE, server, acceptance, {"local_disk_encrypted": False})

@@ -101,6 +101,7 @@ class OpenStackInfrastructure(pulumi.ComponentResource):
                     flavor=flavor,
                     image_id=image.id,
                     boot_volume_gib=boot.size_gib if boot else None,  # None: the flavor's local disk
+                    boot_volume_type=boot.volume_type if boot else None,
                     network_id=network.network_id,
                     subnet_id=network.subnet_ids[TIER_OF_ROLE[spec.role]],
                     security_group_id=security.group_ids[spec.role],

@@ -53,6 +53,8 @@ class NodeArgs:
     user_data: str
     external_network: str | None = None
     """Floating IP pool; set for public roles only."""
+    boot_volume_type: str | None = None
+    """Encrypted Cinder volume type of the boot volume (it holds the node's secrets)."""
     data_volume_gib: int | None = None
     data_volume_type: str | None = None
     """Encrypted Cinder volume type of the data volume (DB nodes)."""
@@ -93,11 +95,14 @@ class OpenStackNode(pulumi.ComponentResource):
             local_image = args.image_id
             instance_ignore += [] if follows_image else LOCAL_DISK_IGNORE_CHANGES
         else:
+            if not args.boot_volume_type:
+                raise ValueError(f"{spec.name}: a boot volume needs the encrypted volume type")
             volume = openstack.blockstorage.Volume(
                 f"{name}-boot",
                 name=f"{spec.name}-boot",
-                description=f"Boot disk of {spec.name}",
+                description=f"Boot disk of {spec.name} (encrypted at rest)",
                 size=args.boot_volume_gib,
+                volume_type=args.boot_volume_type,
                 image_id=args.image_id,
                 availability_zone=spec.zone,
                 metadata=tagging.metadata(args.ministry, role, purpose="boot", **labels),

@@ -69,7 +69,8 @@ class OpenStackCloud(_NodeSources):
     availability_zones: Annotated[list[str], Field(min_length=1)]
     flavors: Flavors = Flavors()
     encrypted_volume_type: Annotated[str, Field(min_length=1)]
-    """Cinder volume type with encryption at rest, for DB data volumes."""
+    """Cinder volume type with encryption at rest, for every volume: boot volumes (they hold each
+    node's secrets) and DB data volumes."""
     dns_zone: Annotated[str, Field(min_length=3)]
     ssh_public_keys: Annotated[list[str], Field(min_length=1)]
     """Operators' SSH public keys, installed for the admin user through cloud-init."""
@@ -83,6 +84,20 @@ class OpenStackCloud(_NodeSources):
     Chosen when the stack is created: switching it on a stack with servers plans a replacement of
     every server, which Nova refuses on their ports still in use, so the `up` stops at the first one
     with nothing deleted (`visio_infra.cloud.openstack.node.REBUILD`); rebuild nodes one at a time instead."""
+    local_disk_encrypted: bool = False
+    """`boot_from: image` puts each node's secrets on the hypervisor's local disk, outside Cinder's
+    encryption: allowed only when the cloud encrypts local disks at rest and its qualification says
+    so (set true then). The policy pack refuses a local-disk server without it."""
+
+    @model_validator(mode="after")
+    def _local_disk(self) -> OpenStackCloud:
+        if self.boot_from == "image" and not self.local_disk_encrypted:
+            raise ValueError(
+                "booting from the image (boot_from: image) keeps every node's secrets on the hypervisor's "
+                "local disk: set local_disk_encrypted: true only if the cloud encrypts local disks at rest, "
+                "or use boot_from: volume (encrypted boot volumes)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _auth(self) -> OpenStackCloud:
