@@ -316,7 +316,7 @@ def file_rules(role: str, facts: Mapping[str, Any], config: StackConfig) -> list
         ]
     elif role == "redis":
         rules += [
-            FileRule("/etc/redis/redis.conf", "redis", True, "Redis config (CONFIG REWRITE copies requirepass)"),
+            FileRule("/etc/redis/redis.conf", "redis", True, "Redis config (password, from CONFIG REWRITE)"),
             FileRule("/etc/redis/visio-redis.conf", "redis", True, "Redis config (requirepass, masterauth)"),
             FileRule("/etc/redis/sentinel.conf", "redis", True, "Sentinel config (requirepass, auth-pass)"),
         ]

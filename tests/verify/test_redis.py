@@ -174,9 +174,8 @@ def test_sentinels_agree_on_one_master_with_every_other_node_replicating(redis_n
         if other is master:
             continue
         theirs = _info_replication(other)
-        assert (theirs.get("role"), theirs.get("master_host"), theirs.get("master_link_status")) == (
-            "slave", master.private_ip, "up"
-        ), f"{other}: role {theirs.get('role')} of {theirs.get('master_host')}, link {theirs.get('master_link_status')}"
+        state = (theirs.get("role"), theirs.get("master_host"), theirs.get("master_link_status"))
+        assert state == ("slave", master.private_ip, "up"), f"{other}: role, master, link = {state}"
 
 
 LIVEKIT_NODES = """
@@ -202,4 +201,4 @@ def test_every_livekit_node_is_registered_and_serving(redis_nodes, hosts_of):
     serving = {n["ip"] for n in registered if n["available"]}
     sfu = hosts_of("sfu")
     missing = [n.name for n in sfu if n.public_ip not in serving]
-    assert not missing, f"LiveKit nodes not registered as SERVING in Redis: {missing} (registered: {registered})"
+    assert not missing, f"LiveKit nodes not SERVING in Redis: {missing} (registered: {registered})"

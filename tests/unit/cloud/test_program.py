@@ -377,7 +377,8 @@ def test_output_contract(run, config):
     }
     redis_nodes = [n for n in plan_nodes(config, plan(config).counts) if n.role == "redis"]
     assert len(redis_nodes) >= 3
-    assert outputs["meet_env"]["REDIS_SENTINEL_HOSTS"] == ",".join(f"{n.private_ip}:26379" for n in redis_nodes)
+    sentinels = ",".join(f"{n.private_ip}:26379" for n in redis_nodes)
+    assert outputs["meet_env"]["REDIS_SENTINEL_HOSTS"] == sentinels
     assert outputs["meet_env"]["REDIS_SENTINEL_MASTER_NAME"] == "visio"
     assert outputs["meet_env"]["REDIS_PASSWORD"] == outputs["meet_env"]["REDIS_SENTINEL_PASSWORD"]
     assert outputs["meet_env"]["REDIS_PASSWORD"] == outputs["redis_password"]
