@@ -6,7 +6,8 @@ id, ip, stats with `updated_at`, state STARTING_UP/SERVING/SHUTTING_DOWN). The a
 rooms only on nodes that are SERVING with stats younger than 5 seconds, so that is what "in
 rotation" means for a rolling upgrade: drained nodes show SHUTTING_DOWN, stopped ones disappear.
 Runs on an SFU node (the only hosts Redis accepts); speaks RESP and protobuf with the standard
-library only. The password is a no_log argument and never returned.
+library only. With `sentinels`, the current master is asked of the Sentinels first (the same password
+protects Redis and Sentinel). The password is a no_log argument and never returned.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ DOCUMENTATION = r"""
 module: visio_livekit_nodes
 short_description: List the LiveKit nodes registered in Redis (id, ip, state, stats age)
 options:
-  address: {description: "Redis host:port", required: true, type: str}
+  address: {description: "Redis host:port (or give sentinels and master_name)", required: false, type: str}
+  sentinels: {description: "Sentinel host:port list, asked for the current master", required: false,
+              type: list, elements: str}
+  master_name: {description: Name the Sentinels monitor the master under, required: false, type: str}
   password: {description: Redis password, required: false, type: str, no_log: true}
   db: {description: Redis database, required: false, type: int, default: 0}
   timeout: {description: Socket timeout in seconds, required: false, type: float, default: 5}
@@ -172,24 +176,54 @@ def list_nodes(address: str, password: str | None, db: int = 0, timeout: float =
     return sorted((decode_node(flat[i + 1], now) for i in range(0, len(flat), 2)), key=lambda n: n["ip"])
 
 
+def resolve_master(sentinels: list[str], master_name: str, password: str | None, timeout: float = 5.0) -> str:
+    """The current master's "host:port", from the first Sentinel that answers."""
+    errors = []
+    for sentinel in sentinels:
+        host, _, port = sentinel.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+                reader = RespReader(sock.recv)
+                if password:
+                    sock.sendall(encode_command("AUTH", password))
+                    reader.reply()
+                sock.sendall(encode_command("SENTINEL", "get-master-addr-by-name", master_name))
+                answer = reader.reply()
+        except (OSError, RedisError, ValueError) as exc:
+            errors.append(f"{sentinel}: {exc}")
+            continue
+        if answer:
+            return f"{answer[0].decode()}:{answer[1].decode()}"
+        errors.append(f"{sentinel}: no master named {master_name}")
+    raise RedisError("no Sentinel names the master: " + "; ".join(errors))
+
+
 def main() -> None:
     from ansible.module_utils.basic import AnsibleModule
 
     module = AnsibleModule(
         argument_spec={
-            "address": {"type": "str", "required": True},
+            "address": {"type": "str", "required": False},
+            "sentinels": {"type": "list", "elements": "str", "required": False},
+            "master_name": {"type": "str", "required": False},
             "password": {"type": "str", "required": False, "no_log": True},
             "db": {"type": "int", "default": 0},
             "timeout": {"type": "float", "default": 5.0},
         },
+        required_one_of=[("address", "sentinels")],
+        required_together=[("sentinels", "master_name")],
         supports_check_mode=True,
     )
     params = module.params
     try:
-        nodes = list_nodes(params["address"], params["password"], params["db"], params["timeout"])
+        address = params["address"] or resolve_master(
+            params["sentinels"], params["master_name"], params["password"], params["timeout"]
+        )
+        nodes = list_nodes(address, params["password"], params["db"], params["timeout"])
     except (OSError, RedisError, ValueError) as exc:
         # Never echo the password: the message is Redis's or the socket's own.
-        module.fail_json(msg=f"cannot read LiveKit nodes from Redis at {params['address']}: {exc}")
+        where = params["address"] or ", ".join(params["sentinels"] or [])
+        module.fail_json(msg=f"cannot read LiveKit nodes from Redis at {where}: {exc}")
     module.exit_json(changed=False, nodes=nodes)
 
 

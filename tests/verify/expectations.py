@@ -48,7 +48,7 @@ def role_services(role: str, facts: Mapping[str, Any]) -> tuple[str, ...]:
         "sfu": ("livekit", "nginx"),
         "turn": ("coturn",),
         "db": (facts.get("postgresql_service", "postgresql"),),
-        "redis": ("redis-server",),
+        "redis": ("redis-server", "redis-sentinel"),
         "bastion": (),
     }[role]
 
@@ -315,7 +315,11 @@ def file_rules(role: str, facts: Mapping[str, Any], config: StackConfig) -> list
             FileRule("/etc/coturn/tls/turn.key", "turnserver", True, "TURN TLS private key"),
         ]
     elif role == "redis":
-        rules += [FileRule("/etc/redis/redis.conf", "redis", True, "Redis config (requirepass)")]
+        rules += [
+            FileRule("/etc/redis/redis.conf", "redis", True, "Redis config (password, from CONFIG REWRITE)"),
+            FileRule("/etc/redis/visio-redis.conf", "redis", True, "Redis config (requirepass, masterauth)"),
+            FileRule("/etc/redis/sentinel.conf", "redis", True, "Sentinel config (requirepass, auth-pass)"),
+        ]
     elif role == "db":
         conf_dir = f"/etc/postgresql/{config.versions.postgresql}/{facts.get('postgresql_cluster', 'main')}"
         rules += [

@@ -58,7 +58,8 @@ def test_pinned_versions(node, config, facts):
         out = _run(node, "runuser -u postgres -- psql -XAtc 'show server_version_num'")
         assert out.strip().startswith(str(major)), f"{node}: server version {out.strip()}, pinned {major}"
     elif node.role == "redis":
-        assert node.host.package("redis-server").is_installed, f"{node}: redis-server is not installed"
+        for package in ("redis-server", "redis-sentinel"):
+            assert node.host.package(package).is_installed, f"{node}: {package} is not installed"
     else:
         pytest.fail(f"{node}: no pinned-version check for role {node.role}")
 

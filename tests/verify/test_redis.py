@@ -1,14 +1,18 @@
 """Redis (LiveKit's routing store): password required, bound to the private address, reachable from
-SFU nodes with LiveKit's own credentials, refused from every other node and from outside."""
+SFU nodes with LiveKit's own credentials, refused from every other node and from outside; Sentinel
+on every node, password required, a reachable quorum, all Sentinels agreeing on one master, which
+has every other node as a connected replica; every LiveKit node registered in it."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import socket
 
 import pytest
 
 from visio_infra.hosts.ansible_vars import REDIS_PORT
+from visio_infra.model.security_rules import REDIS_SENTINEL_MASTER_NAME, SENTINEL_PORT
 
 from . import expectations as ex
 
@@ -56,8 +60,6 @@ def test_bound_to_private_address_only(node):
 
 
 def test_password_required_and_livekit_credentials_work_from_sfu_nodes(node, hosts_of, facts):
-    import json
-
     config_path = f"{facts.get('livekit_config_dir', '/etc/livekit')}/config.yaml"
     for sfu in hosts_of("sfu"):
         result = _python(sfu.host, SFU_CLIENT, config_path, node.private_ip, str(REDIS_PORT))
@@ -82,10 +84,121 @@ def test_refused_from_nodes_that_are_not_sfu(node, hosts_of, source_role):
         assert result.stdout.startswith("closed"), f"{other} ({source_role}) can open Redis on {node}"
 
 
-def test_refused_from_outside(node):
-    """From the operator's machine (outside the SFU group): the connection must not open."""
+@pytest.mark.parametrize("port", [REDIS_PORT, SENTINEL_PORT], ids=["redis", "sentinel"])
+def test_refused_from_outside_or_password_bound_for_meet(node, config, port):
+    """From the operator's machine: refused, unless this machine is in Meet's app range (the lab's
+    host stands in for the Meet backend, as in the DB suite), where it must still need the password."""
+    import ipaddress
+
     try:
-        socket.create_connection((node.private_ip, REDIS_PORT), timeout=3).close()
+        sock = socket.create_connection((node.private_ip, port), timeout=3)
     except OSError:
         return
-    pytest.fail(f"{node}: Redis {node.private_ip}:{REDIS_PORT} is open to non-SFU clients")
+    with sock:
+        source = ipaddress.ip_address(sock.getsockname()[0])
+        if source not in config.network.app_cidr:
+            pytest.fail(f"{node}: {node.private_ip}:{port} is open to {source}, outside the SFU group and "
+                        f"Meet's app range {config.network.app_cidr}")
+        sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+        answer = sock.recv(256).decode(errors="replace")
+    assert answer.startswith("-NOAUTH"), f"{node}: PING on {port} from Meet's range answered {answer!r}"
+
+
+# --------------------------------------------------------------------------- Sentinel
+
+# The password is read on the node from its own Redis config into redis-cli's environment: it never
+# appears on a command line (not in `ps`, not in the test ids) nor leaves the node.
+_AUTH = "REDISCLI_AUTH=$(sed -n 's/^requirepass \"\\(.*\\)\"$/\\1/p' /etc/redis/visio-redis.conf)"
+
+
+def _cli(node, port: int, *args: str) -> str:
+    command = (f"{_AUTH} redis-cli --no-auth-warning -h {node.private_ip} -p {port} "
+               + " ".join(shlex.quote(a) for a in args))
+    result = node.host.run(command)
+    assert result.rc == 0, f"{node}: redis-cli {args[0]} failed: {result.stderr.strip()[-300:]}"
+    return result.stdout.replace("\r", "").strip()
+
+
+def _info_replication(node) -> dict[str, str]:
+    text = _cli(node, REDIS_PORT, "INFO", "replication")
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def redis_nodes(hosts_of):
+    nodes = hosts_of("redis")
+    assert len(nodes) >= 3, f"Sentinel needs three Redis nodes, the inventory has {len(nodes)}"
+    return nodes
+
+
+def test_sentinel_requires_the_password(node):
+    result = node.host.run(f"redis-cli -h {node.private_ip} -p {SENTINEL_PORT} PING")
+    assert "NOAUTH" in result.stdout, f"{node}: Sentinel answered PING without a password: {result.stdout!r}"
+
+
+def test_sentinel_quorum_is_reachable(node, redis_nodes):
+    answer = _cli(node, SENTINEL_PORT, "SENTINEL", "CKQUORUM", REDIS_SENTINEL_MASTER_NAME)
+    assert answer.startswith(f"OK {len(redis_nodes)} usable Sentinels"), f"{node}: CKQUORUM: {answer}"
+
+
+@pytest.mark.parametrize("source_role", ["turn", "db"])
+def test_sentinel_refused_from_nodes_that_are_not_sfu(node, hosts_of, source_role):
+    for other in hosts_of(source_role):
+        result = _python(other.host, PROBE_CONNECT, node.private_ip, str(SENTINEL_PORT))
+        assert result.rc == 0, f"{other}: probe failed: {result.stderr.strip()[-200:]}"
+        assert result.stdout.startswith("closed"), f"{other} ({source_role}) can open Sentinel on {node}"
+
+
+def test_sentinels_agree_on_one_master_with_every_other_node_replicating(redis_nodes):
+    answers = {
+        n.name: _cli(n, SENTINEL_PORT, "SENTINEL", "get-master-addr-by-name", REDIS_SENTINEL_MASTER_NAME)
+        .splitlines()[0]
+        for n in redis_nodes
+    }
+    assert len(set(answers.values())) == 1, f"the Sentinels disagree on the master: {answers}"
+    master_ip = next(iter(answers.values()))
+    master = next((n for n in redis_nodes if n.private_ip == master_ip), None)
+    assert master is not None, f"the Sentinels name {master_ip}, not a Redis node of the inventory"
+    info = _info_replication(master)
+    assert info.get("role") == "master", f"{master} is the Sentinels' master but reports {info.get('role')}"
+    replicas = {
+        value.split("ip=")[1].split(",")[0]: value
+        for key, value in info.items() if key.startswith("slave") and key[5:].isdigit()
+    }
+    expected = {n.private_ip for n in redis_nodes if n is not master}
+    assert int(info.get("connected_slaves", 0)) == len(expected) and set(replicas) == expected, (
+        f"{master}: replicas {sorted(replicas)}, want {sorted(expected)}"
+    )
+    assert all("state=online" in value for value in replicas.values()), f"{master}: {replicas}"
+    for other in redis_nodes:
+        if other is master:
+            continue
+        theirs = _info_replication(other)
+        state = (theirs.get("role"), theirs.get("master_host"), theirs.get("master_link_status"))
+        assert state == ("slave", master.private_ip, "up"), f"{other}: role, master, link = {state}"
+
+
+LIVEKIT_NODES = """
+import json, re, sys
+password = re.search(r'^requirepass "(.*)"$', open("/etc/redis/visio-redis.conf").read(), re.M).group(1)
+print(json.dumps(list_nodes(sys.argv[1], password)))
+"""
+
+
+def test_every_livekit_node_is_registered_and_serving(redis_nodes, hosts_of):
+    """LiveKit's `nodes` hash on the master (read with the upgrade playbooks' own decoder, on the master
+    itself): every SFU node SERVING with fresh stats, so rooms can be placed on each."""
+    from pathlib import Path
+
+    master_ip = _cli(redis_nodes[0], SENTINEL_PORT, "SENTINEL", "get-master-addr-by-name",
+                     REDIS_SENTINEL_MASTER_NAME).splitlines()[0]
+    master = next(n for n in redis_nodes if n.private_ip == master_ip)
+    module = Path(__file__).resolve().parents[2] / "playbooks" / "library" / "visio_livekit_nodes.py"
+    source = module.read_text(encoding="utf-8").split('if __name__ == "__main__":')[0]
+    result = _python(master.host, source + LIVEKIT_NODES, f"{master.private_ip}:{REDIS_PORT}")
+    assert result.rc == 0, f"{master}: reading LiveKit's nodes failed: {result.stderr.strip()[-300:]}"
+    registered = json.loads(result.stdout)
+    serving = {n["ip"] for n in registered if n["available"]}
+    sfu = hosts_of("sfu")
+    missing = [n.name for n in sfu if n.public_ip not in serving]
+    assert not missing, f"LiveKit nodes not SERVING in Redis: {missing} (registered: {registered})"

@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 
 from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.security_rules import REDIS_SENTINEL_MASTER_NAME, SENTINEL_PORT
 
 OUTPUT_NAMES = (
     "inventory", "livekit_url", "livekit_api_url", "turn_uris", "ca_certificate",
@@ -46,6 +47,11 @@ def primary_db_host(inventory: dict[str, Any]) -> str:
     return str(inventory["groups"]["db"][0]["private_ip"])
 
 
+def redis_sentinels(inventory: dict[str, Any]) -> str:
+    """The Sentinels Meet asks for the current Redis master: "ip:port,ip:port,..." (pure)."""
+    return ",".join(f"{h['private_ip']}:{SENTINEL_PORT}" for h in inventory["groups"].get("redis") or [])
+
+
 def export_all(config: StackConfig, inventory: Any, secrets: Any, certificates: Any) -> None:
     """Export every output of the contract."""
     for name, value in endpoints(config).items():
@@ -63,7 +69,7 @@ def export_all(config: StackConfig, inventory: Any, secrets: Any, certificates: 
     )
     pulumi.export("database_url", pulumi.Output.secret(database_url))
     meet_env = pulumi.Output.all(inventory, secrets.livekit_api_key, secrets.livekit_api_secret,
-                                 secrets.db_password).apply(
+                                 secrets.db_password, secrets.redis_password).apply(
         lambda v: {
             "LIVEKIT_API_URL": endpoints(config)["livekit_api_url"],
             "LIVEKIT_API_KEY": v[1],
@@ -73,6 +79,12 @@ def export_all(config: StackConfig, inventory: Any, secrets: Any, certificates: 
             "DB_NAME": meet.database,
             "DB_USER": meet.database_user,
             "DB_PASSWORD": v[3],
+            # Redis through its Sentinels (same password for Sentinel and Redis): Meet follows the
+            # master across a failover, as LiveKit does.
+            "REDIS_SENTINEL_HOSTS": redis_sentinels(v[0]),
+            "REDIS_SENTINEL_MASTER_NAME": REDIS_SENTINEL_MASTER_NAME,
+            "REDIS_SENTINEL_PASSWORD": v[4],
+            "REDIS_PASSWORD": v[4],
         }
     )
     pulumi.export("meet_env", pulumi.Output.secret(meet_env))

@@ -23,6 +23,8 @@ from visio_infra.model.security_rules import (
     LIVEKIT_HTTP_PORT,
     LIVEKIT_METRICS_PORT,
     REDIS_PORT,
+    REDIS_SENTINEL_MASTER_NAME,
+    SENTINEL_PORT,
     TURNS_PORT,
     Rule,
     security_rules,
@@ -56,6 +58,9 @@ SECRET_VAR_NAMES = {
     "backup_cipher_pass": "postgresql_backup_cipher_pass",
 }
 """Stack secret name -> Ansible variable name."""
+
+REDIS_SENTINEL_QUORUM = 2
+"""Sentinels that must agree a master is down before a failover: a majority of the three."""
 
 MEDIA_UDP_BUFFER_BYTES = 5_000_000
 """LiveKit warns below this UDP receive buffer (net.core.rmem_max)."""
@@ -183,9 +188,21 @@ def group_vars(
     for role in ("sfu", "turn", "db", "redis", "bastion"):
         per_group[role] = {"common_firewall_rules": firewall_rules(config, inventory, role)}
 
-    # Redis: LiveKit's routing store, on the private address, reachable by SFU nodes only.
+    # Redis: LiveKit's routing store, on the private address, reachable by SFU nodes (and Meet) only;
+    # a master and replicas, each node with a Sentinel. The first node is the master of a new cluster.
+    redis_private = [str(h["private_ip"]) for h in redis]
+    sentinel_addresses = [f"{ip}:{SENTINEL_PORT}" for ip in redis_private]
     if redis:
-        per_group["redis"].update({"redis_port": REDIS_PORT, "redis_allowed_clients": sfu_private})
+        per_group["redis"].update(
+            {
+                "redis_port": REDIS_PORT,
+                "redis_allowed_clients": sfu_private,
+                "redis_nodes": redis_private,
+                "redis_sentinel_port": SENTINEL_PORT,
+                "redis_sentinel_master_name": REDIS_SENTINEL_MASTER_NAME,
+                "redis_sentinel_quorum": REDIS_SENTINEL_QUORUM,
+            }
+        )
 
     # PostgreSQL: first DB node is the primary, the others stream from it.
     if db:
@@ -252,7 +269,9 @@ def group_vars(
                 # Never Google/Twilio: the ministry's own TURN nodes answer STUN on 3478.
                 "livekit_stun_servers": [f"{ip}:3478" for ip in turn_public],
                 "livekit_turn_servers": turn_servers,
-                "livekit_redis_address": f"{redis[0]['private_ip']}:{REDIS_PORT}",
+                # Through the Sentinels: LiveKit follows the master across a failover.
+                "livekit_redis_sentinel_addresses": sentinel_addresses,
+                "livekit_redis_sentinel_master_name": REDIS_SENTINEL_MASTER_NAME,
                 "livekit_webhook_urls": [config.meet.webhook_url] if config.meet.webhook_url else [],
                 "livekit_drain_timeout_seconds": config.upgrade.drain_deadline_seconds,
                 "livekit_signalling_domain": config.domains.signalling,

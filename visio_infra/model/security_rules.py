@@ -35,6 +35,10 @@ upgrade that brings the exporter works without an infrastructure change. Nothing
 meanwhile, which the verification checks (tests/verify: no listener on a disabled exporter's port)."""
 POSTGRES_PORT = 5432
 REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+"""Redis Sentinel: clients (LiveKit, Meet) ask it for the current master; sentinels talk to each other."""
+REDIS_SENTINEL_MASTER_NAME = "visio"
+"""The name the Sentinels monitor the Redis master under; LiveKit and Meet ask for it by this name."""
 
 SENSITIVE_TCP_PORTS: dict[int, str] = {
     SSH_PORT: "SSH",
@@ -45,7 +49,7 @@ SENSITIVE_TCP_PORTS: dict[int, str] = {
     COTURN_METRICS_PORT: "coturn metrics",
     9100: "node exporter metrics",
     9187: "PostgreSQL exporter metrics",
-    26379: "Redis Sentinel",
+    SENTINEL_PORT: "Redis Sentinel",
 }
 """TCP ports that must never be reachable from the whole Internet (checked by the policy pack)."""
 
@@ -164,10 +168,19 @@ def _db(config: StackConfig) -> list[Rule]:
     ]
 
 
-def _redis(counts: Mapping[str, int]) -> list[Rule]:
-    rules = [_from_role("redis", "redis-sfu", "tcp", REDIS_PORT, "sfu")]
+def _redis(config: StackConfig, counts: Mapping[str, int]) -> list[Rule]:
+    app = str(config.network.app_cidr)
+    # LiveKit (SFU) and Meet (app range) ask a Sentinel for the master, then talk to the master.
+    rules = [
+        _from_role("redis", "redis-sfu", "tcp", REDIS_PORT, "sfu"),
+        _from_role("redis", "sentinel-sfu", "tcp", SENTINEL_PORT, "sfu"),
+        _from_cidr("redis", "redis-app", "tcp", REDIS_PORT, REDIS_PORT, app),
+        _from_cidr("redis", "sentinel-app", "tcp", SENTINEL_PORT, SENTINEL_PORT, app),
+    ]
     if counts.get("redis", 1) > 1:
+        # Replication (replica -> master) and Sentinel (sentinel -> every instance and every sentinel).
         rules.append(_from_role("redis", "redis-replication", "tcp", REDIS_PORT, "redis"))
+        rules.append(_from_role("redis", "sentinel-peers", "tcp", SENTINEL_PORT, "redis"))
     return rules
 
 
@@ -214,6 +227,7 @@ def _egress(role: str, counts: Mapping[str, int]) -> list[Rule]:
         rules.append(_to_role("db", "egress-postgresql-peers", "tcp", POSTGRES_PORT, "db"))
     if role == "redis" and counts.get("redis", 1) > 1:
         rules.append(_to_role("redis", "egress-redis-replication", "tcp", REDIS_PORT, "redis"))
+        rules.append(_to_role("redis", "egress-sentinel-peers", "tcp", SENTINEL_PORT, "redis"))
     if role == "bastion":
         rules += [
             _to_role("bastion", f"egress-ssh-{target}", "tcp", SSH_PORT, target)
@@ -231,7 +245,7 @@ def security_rules(config: StackConfig, counts: Mapping[str, int] | None = None)
         "sfu": _sfu(config),
         "turn": _turn(config),
         "db": _db(config),
-        "redis": _redis(counts),
+        "redis": _redis(config, counts),
         "bastion": _bastion(config),
     }
     result: dict[str, list[Rule]] = {}

@@ -374,7 +374,15 @@ def test_output_contract(run, config):
     assert set(outputs["meet_env"]) == {
         "LIVEKIT_API_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
         "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+        "REDIS_SENTINEL_HOSTS", "REDIS_SENTINEL_MASTER_NAME", "REDIS_SENTINEL_PASSWORD", "REDIS_PASSWORD",
     }
+    redis_nodes = [n for n in plan_nodes(config, plan(config).counts) if n.role == "redis"]
+    assert len(redis_nodes) >= 3
+    sentinels = ",".join(f"{n.private_ip}:26379" for n in redis_nodes)
+    assert outputs["meet_env"]["REDIS_SENTINEL_HOSTS"] == sentinels
+    assert outputs["meet_env"]["REDIS_SENTINEL_MASTER_NAME"] == "visio"
+    assert outputs["meet_env"]["REDIS_PASSWORD"] == outputs["meet_env"]["REDIS_SENTINEL_PASSWORD"]
+    assert outputs["meet_env"]["REDIS_PASSWORD"] == outputs["redis_password"]
     assert outputs["meet_env"]["LIVEKIT_API_KEY"] == outputs["livekit_api_key"]
     nodes = plan_nodes(config, plan(config).counts)
     first_db = next(n for n in nodes if n.role == "db")
@@ -538,7 +546,7 @@ def test_the_acceptance_stack_is_a_ministry_stack():
     config = _config("acceptance")
     assert (config.cloud.boot_from, config.hosts.configure_on_up) == ("image", False)
     run = _run("acceptance")
-    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 10
+    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 12
     assert not [r for r in run.resources if r.type.endswith(":HostConfiguration")]
 
 

@@ -22,7 +22,7 @@ from visio_infra.commands.verify import (
     secret_values,
     summarise,
 )
-from visio_infra.model.security_rules import LIVEKIT_HTTP_PORT, REDIS_PORT, TURN_PORT
+from visio_infra.model.security_rules import LIVEKIT_HTTP_PORT, REDIS_PORT, SENTINEL_PORT, TURN_PORT
 from visio_infra.model.stack_file import load_stack_file, stack_file
 
 ANY = "0.0.0.0"  # noqa: S104 (a wildcard listener as /proc/net reports it; nothing binds here)
@@ -70,7 +70,7 @@ def test_listener_plan_follows_security_rules():
     relay = config.ports.turn_relay_range
     assert ("udp", relay.start, relay.end) in turn.ranges
     redis = ex.listener_plan(config, inventory, "redis")
-    assert redis.required == {("tcp", 22), ("tcp", REDIS_PORT)}
+    assert redis.required == {("tcp", 22), ("tcp", REDIS_PORT), ("tcp", SENTINEL_PORT)}
 
 
 def test_compare_listeners_names_missing_and_extra():

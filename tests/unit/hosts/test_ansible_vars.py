@@ -18,7 +18,7 @@ from visio_infra.hosts.inventory import build_inventory
 from visio_infra.model.security_rules import security_rules
 from visio_infra.model.topology import plan_nodes
 
-COUNTS = {"sfu": 3, "turn": 3, "db": 2, "redis": 1, "bastion": 1}
+COUNTS = {"sfu": 3, "turn": 3, "db": 2, "redis": 3, "bastion": 1}
 
 
 def _pem(kind: str, body: str) -> str:
@@ -113,7 +113,10 @@ def test_stun_and_turn_are_the_ministrys_own_turn_nodes():
 def test_livekit_addresses_ports_and_drain():
     config, inventory, per_group = _vars()
     sfu = per_group["sfu"]
-    assert sfu["livekit_redis_address"] == f"{_ips(inventory, 'redis')[0]}:6379"
+    assert sfu["livekit_redis_sentinel_addresses"] == [f"{ip}:26379" for ip in _ips(inventory, "redis")]
+    assert sfu["livekit_redis_sentinel_master_name"] == "visio"
+    redis = per_group["redis"]
+    assert redis["redis_nodes"] == _ips(inventory, "redis") and redis["redis_sentinel_quorum"] == 2
     assert sfu["livekit_rtc_port_range_start"] == config.ports.sfu_udp_range.start
     assert sfu["livekit_rtc_udp_port"] is None
     assert sfu["livekit_rtc_tcp_port"] == config.ports.sfu_ice_tcp_port

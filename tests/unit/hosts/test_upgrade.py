@@ -99,6 +99,39 @@ def secret(value: object) -> dict[str, str]:
             "plaintext": json.dumps(value)}
 
 
+def _fake_sentinel(answers: list[bytes]) -> tuple[str, list[bytes]]:
+    """A one-connection TCP server replying `answers` in turn; returns its address and what it read."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, server:
+            for answer in answers:
+                received.append(conn.recv(4096))
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}", received
+
+
+def test_the_master_is_asked_of_the_sentinels_with_the_password() -> None:
+    address, received = _fake_sentinel([b"+OK\r\n", b"*2\r\n$9\r\n10.0.0.12\r\n$4\r\n6379\r\n"])
+    unreachable = "127.0.0.1:1"
+    assert nodes_module.resolve_master([unreachable, address], "visio", "pw", timeout=2) == "10.0.0.12:6379"
+    assert received[0] == nodes_module.encode_command("AUTH", "pw")
+    assert received[1] == nodes_module.encode_command("SENTINEL", "get-master-addr-by-name", "visio")
+
+
+def test_no_sentinel_naming_the_master_is_an_error() -> None:
+    address, _ = _fake_sentinel([b"+OK\r\n", b"*-1\r\n"])
+    with pytest.raises(nodes_module.RedisError, match="no master named visio"):
+        nodes_module.resolve_master([address], "visio", "pw", timeout=2)
+
+
 def test_inputs_come_from_the_host_configuration_resource_with_secrets_unwrapped() -> None:
     inventory = {"groups": {"sfu": [{"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": None}]}}
     export = {"deployment": {"resources": [

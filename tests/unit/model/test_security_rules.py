@@ -19,7 +19,7 @@ def _ingress(rules: list[Rule]) -> set[tuple[str | None, int | None, int | None,
 
 @pytest.fixture(scope="module")
 def rules() -> dict[str, list[Rule]]:
-    return security_rules(sample_config(), {"sfu": 4, "turn": 3, "db": 2, "redis": 1, "bastion": 1})
+    return security_rules(sample_config(), {"sfu": 4, "turn": 3, "db": 2, "redis": 3, "bastion": 1})
 
 
 def test_one_rule_list_per_role(rules):
@@ -69,10 +69,18 @@ def test_db_only_from_app_cidr_and_db_peers(rules):
     }
 
 
-def test_redis_only_from_sfu_and_peers_when_replicated(rules):
-    assert _ingress(rules["redis"]) == {("tcp", 6379, 6379, "group:sfu"), ("tcp", 22, 22, "group:bastion")}
-    replicated = security_rules(sample_config(), {"redis": 2})["redis"]
-    assert ("tcp", 6379, 6379, "group:redis") in _ingress(replicated)
+def test_redis_and_sentinel_only_from_sfu_meet_and_peers(rules):
+    assert _ingress(rules["redis"]) == {
+        ("tcp", 6379, 6379, "group:sfu"),
+        ("tcp", 26379, 26379, "group:sfu"),
+        ("tcp", 6379, 6379, "10.30.0.0/24"),  # Meet (app range), through the Sentinels
+        ("tcp", 26379, 26379, "10.30.0.0/24"),
+        ("tcp", 6379, 6379, "group:redis"),  # replication, and Sentinel watching every instance
+        ("tcp", 26379, 26379, "group:redis"),  # Sentinels talk to each other
+        ("tcp", 22, 22, "group:bastion"),
+    }
+    single = _ingress(security_rules(sample_config(), {"redis": 1})["redis"])
+    assert not any(source == "group:redis" for *_, source in single)
 
 
 def test_bastion_ssh_only_from_admin_cidrs_with_right_ethertype(rules):
@@ -150,7 +158,7 @@ def test_db_redis_and_bastion_only_reach_names_time_packages_and_their_peers(rul
         peers = {(r.remote_role, r.protocol, r.port_min) for r in egress if r.remote_role}
         expected = {
             "db": {("db", "tcp", 5432)},
-            "redis": set(),  # one Redis node here: no replication flow
+            "redis": {("redis", "tcp", 6379), ("redis", "tcp", 26379)},  # replication and Sentinel
             "bastion": {(target, "tcp", 22) for target in ("sfu", "turn", "db", "redis")},
         }[role]
         assert peers == expected, role

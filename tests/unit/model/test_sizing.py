@@ -123,7 +123,7 @@ def test_minimums_are_respected(base: str, a: dict[str, Any]) -> None:
     assert counts["sfu"] >= 2 + spare
     assert counts["turn"] >= 2 + spare
     assert counts["db"] == (3 if a["users"] >= DEFAULT.db_second_replica_users else 2)
-    assert counts["redis"] == 1
+    assert counts["redis"] == 3
     assert counts["bastion"] == 1
 
 
@@ -311,7 +311,7 @@ def test_db_follows_users() -> None:
 
 def test_lab_is_pinned_free_and_without_spare_or_bastion() -> None:
     lab = plan(load_stack_file(STACKS_DIR / "Pulumi.lab.yaml"))
-    assert lab.counts == {"sfu": 2, "turn": 1, "db": 2, "redis": 1, "bastion": 0}
+    assert lab.counts == {"sfu": 2, "turn": 1, "db": 2, "redis": 3, "bastion": 0}
     assert lab.monthly_eur == 0
     assert all(r.count_pinned for r in lab.roles.values())
 

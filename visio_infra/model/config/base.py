@@ -14,6 +14,10 @@ PROJECT = "visio"
 ROLES = ("sfu", "turn", "db", "redis", "bastion")
 """Node roles a deployment is made of."""
 
+REDIS_MIN_NODES = 3
+"""Redis runs as a master and two replicas, each with a Sentinel: three votes, so a quorum of 2
+survives the loss of any one node (with two nodes, losing one leaves no majority to fail over)."""
+
 WORLD = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 IPv4Net = ipaddress.IPv4Network

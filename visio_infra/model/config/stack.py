@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationInfo, model_validator
 
-from visio_infra.model.config.base import ROLES, _Model
+from visio_infra.model.config.base import REDIS_MIN_NODES, ROLES, _Model
 from visio_infra.model.config.capacity import Audience, Sizing
 from visio_infra.model.config.cloud import Cloud, LabCloud
 from visio_infra.model.config.network import Network, Ports
@@ -64,7 +64,7 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
                 (
                     "sizing.nodes",
                     f"the lab pins every count (missing: {', '.join(missing)}); e.g. "
-                    "{sfu: 2, turn: 1, db: 2, redis: 1, bastion: 0}",
+                    "{sfu: 2, turn: 1, db: 2, redis: 3, bastion: 0}",
                 )
             )
         if pinned.get("bastion", 0) != 0:
@@ -117,6 +117,15 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
                         f"'{host}' is outside cloud.dns_zone '{zone}'; use a name like {name[:4]}.{zone}",
                     )
                 )
+    redis = pinned.get("redis")
+    if redis is not None and redis < REDIS_MIN_NODES:
+        problems.append(
+            (
+                "sizing.nodes.redis",
+                f"{redis} is below {REDIS_MIN_NODES}: Sentinel needs three Redis nodes for a quorum of 2 "
+                f"(a master and two replicas); use redis: {REDIS_MIN_NODES}",
+            )
+        )
     if config.upgrade.min_serving > 1 + config.sizing.spare_nodes and not config.is_lab:
         problems.append(
             (

@@ -10,7 +10,8 @@ check every number `visio plan` prints:
 - TURN: the relayed share of participants; a relayed stream crosses the TURN NIC twice (client <->
   TURN <-> SFU), allocations are limited per relay address and per vCPU; same 2 + spare floor.
 - DB: a primary and a streaming replica (a second replica for large ministries), flavor from users.
-- Redis: one node (LiveKit keeps only room-routing state there, rebuilt by the nodes after a restart).
+- Redis: three nodes, a master and two replicas each with a Sentinel (quorum 2), so LiveKit's room
+  routing survives the loss of any one node (automatic failover).
 - Bastion: one in OpenStack, none in the lab (the host reaches the machines directly).
 
 Flavors are the cheapest of the offer's price table (`visio_infra.model.pricing`) able to do the job with
@@ -21,6 +22,7 @@ bigger audience only removes candidates or raises their counts.
 
 from __future__ import annotations
 
+from visio_infra.model.config.base import REDIS_MIN_NODES
 from visio_infra.model.config.stack import StackConfig
 from visio_infra.model.sizing.flavors import offer_of
 from visio_infra.model.sizing.results import MIN_SERVING, SizingPlan
@@ -40,9 +42,9 @@ def plan(config: StackConfig) -> SizingPlan:
         config,
         offer_,
         "redis",
-        1,
-        "one node: LiveKit keeps only room-routing state in Redis; nodes re-register after a "
-        "restart, calls in progress keep their media",
+        REDIS_MIN_NODES,
+        "three: a master and two replicas, each with a Sentinel (quorum 2), so losing any one node "
+        "fails over automatically; LiveKit keeps only room-routing state there",
     )
     bastion = _single(
         config,
