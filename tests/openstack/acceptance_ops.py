@@ -30,6 +30,26 @@ PULUMI = 'source scripts/pulumi-env.sh >/dev/null && exec pulumi "$@"'
 """The pinned CLI with this checkout's toolchain and local file state (scripts/pulumi-env.sh)."""
 
 
+def nova_quotas(extra_sfu: int = 0) -> dict[str, int]:
+    """The Nova quotas the acceptance stack needs (servers, vCPU, RAM of its plan, with `extra_sfu` more
+    SFU nodes), never below Nova's defaults: what a ministry asks its cloud team for. The test
+    cloud's project starts at the defaults (10 instances, 20 cores), which the HA node counts exceed."""
+    from visio_infra.model import pricing
+    from visio_infra.model.sizing.plan import plan
+    from visio_infra.model.stack_file import load_stack_file
+
+    config = load_stack_file(STACK_FILE)
+    sizing = plan(config)
+    table = pricing.offer(config.cloud.offer)  # type: ignore[union-attr]
+    counts = {**sizing.counts, "sfu": sizing.counts["sfu"] + extra_sfu}
+    flavors = {role: table.flavor(sizing.flavors[role]) for role, n in counts.items() if n}
+    return {
+        "instances": max(10, sum(counts.values())),
+        "cores": max(20, sum(n * flavors[role].vcpu for role, n in counts.items() if n)),
+        "ram": max(51200, sum(n * flavors[role].ram_gib * 1024 for role, n in counts.items() if n)),
+    }
+
+
 def openstack_dir() -> Path:
     return Path(os.environ.get("VISIO_OPENSTACK_DIR") or Path.home() / ".cache" / "visio-openstack")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance_ops import ADMIN_CLOUD, CLOUD, ROOT, clouds_file
+from acceptance_ops import ADMIN_CLOUD, CLOUD, ROOT, clouds_file, nova_quotas
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -74,6 +74,18 @@ def admin(cloud_env: dict[str, str]) -> Iterator[Any]:
     connection = _connect(ADMIN_CLOUD)
     yield connection
     connection.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def acceptance_quotas(admin: Any, conn: Any) -> Iterator[dict[str, int]]:
+    """The project's Nova quotas raised to what the acceptance stack needs (`nova_quotas`), as a
+    ministry's cloud team would, for the whole session; Nova's defaults again at the end."""
+    project = conn.current_project_id
+    admin.compute.revert_quota_set(project)
+    quotas = nova_quotas()
+    admin.compute.update_quota_set(project, **quotas)
+    yield quotas
+    admin.compute.revert_quota_set(project)
 
 
 def new_connection() -> Any:

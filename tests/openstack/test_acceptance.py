@@ -41,6 +41,7 @@ from acceptance_ops import (
     declared_rules,
     differences,
     leftovers,
+    nova_quotas,
     pending_operations,
     preview_steps,
     role_of_group_name,
@@ -138,16 +139,11 @@ def life(cloud_env: dict[str, str], conn: Any, admin: Any) -> Iterator[Lifecycle
         _reset_quotas(lifecycle)
 
 
-ACCEPTANCE_NOVA_QUOTAS = {"instances": 12, "cores": 24}
-"""Nova's defaults (10 instances, 20 cores) do not hold 3 SFU + 3 TURN + 2 DB + 3 Redis (Sentinel's
-minimum) + bastion: raised as a ministry would ask its cloud team (tests/unit/model/test_config.py)."""
-
-
 def _reset_quotas(life: Lifecycle) -> None:
-    """Nova's defaults for the project, raised to ACCEPTANCE_NOVA_QUOTAS (the grow step raises the
-    instance quota by one more)."""
+    """The quotas the acceptance stack needs (`nova_quotas`, as conftest's `acceptance_quotas` sets
+    them for the session), after the grow step raised them for one more node."""
     life.admin.compute.revert_quota_set(life.conn.current_project_id)
-    life.admin.compute.update_quota_set(life.conn.current_project_id, **ACCEPTANCE_NOVA_QUOTAS)
+    life.admin.compute.update_quota_set(life.conn.current_project_id, **nova_quotas())
 
 
 def _remove_stack_left_by_an_earlier_run(life: Lifecycle) -> None:
@@ -482,9 +478,8 @@ def test_one_more_sfu_node_only_creates(life: Lifecycle, record_property: Record
     life.require("up")
     slug = life.config.ministry.slug
     new_node = f"{slug}-sfu-{plan(life.config).counts['sfu'] + 1}"
-    # 3 SFU + 3 TURN (two serving nodes and a spare each) + 2 DB + 3 Redis + bastion = the 12 instances
-    # of ACCEPTANCE_NOVA_QUOTAS: one more node needs a 13th, as a ministry would ask its cloud team.
-    life.admin.compute.update_quota_set(life.conn.current_project_id, instances=sum(life.counts.values()) + 1)
+    # The quotas hold the plan's servers exactly: one more node needs more, as a ministry would ask.
+    life.admin.compute.update_quota_set(life.conn.current_project_id, **nova_quotas(extra_sfu=1))
     grown = life.grown_config_file()
     steps = _steps(life, grown)
     changes = _changes(steps)
