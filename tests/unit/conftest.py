@@ -12,8 +12,22 @@ from visio_infra.model.stack_file import load_stack_file
 STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 """The stack files shipped in the repository."""
 
+def shipped_stack_files() -> list[Path]:
+    """The stack files of the repository, new ones included, but not the git-ignored lab copies that
+    `scripts/lab.sh copy` writes for a second lab on one machine (they are not the project's)."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", "Pulumi.*.yaml"],
+        cwd=STACKS_DIR, capture_output=True, text=True, check=False,
+    )
+    if listed.returncode != 0:  # not a git checkout (an unpacked archive): every file there
+        return sorted(STACKS_DIR.glob("Pulumi.*.yaml"))
+    return sorted(STACKS_DIR / name for name in listed.stdout.split() if (STACKS_DIR / name).exists())
+
+
 STACK_NAMES = sorted(
-    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml")
+    p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in shipped_stack_files()
 )
 """Every shipped stack (the lab and each ministry), discovered so a new stack file is tested at once."""
 

@@ -63,6 +63,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import string  # noqa: E402
+import sys  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -70,6 +71,9 @@ import pulumi  # noqa: E402
 from pulumi.runtime import mocks as pulumi_mocks_runtime  # noqa: E402
 
 from visio_infra.cloud.generated_secret import KIND as GENERATED_SECRET_KIND  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script by scripts/bench.sh too
+from conftest import shipped_stack_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = ROOT / "stacks"
@@ -252,7 +256,7 @@ def _kind(path: Path) -> str:
 def stacks_of_kind(kind: str) -> list[str]:
     return sorted(
         p.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        for p in STACKS_DIR.glob("Pulumi.*.yaml")
+        for p in shipped_stack_files()
         if _kind(p) == kind
     )
 
