@@ -77,15 +77,21 @@ def admin(cloud_env: dict[str, str]) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def acceptance_quotas(admin: Any, conn: Any) -> Iterator[dict[str, int]]:
+def acceptance_quotas(cloud_env: dict[str, str]) -> Iterator[dict[str, int]]:
     """The project's Nova quotas raised to what the acceptance stack needs (`nova_quotas`), as a
-    ministry's cloud team would, for the whole session; Nova's defaults again at the end."""
-    project = conn.current_project_id
+    ministry's cloud team would, for the whole session; Nova's defaults again at the end. (Its own
+    connections: test modules may define their own `admin`/`member` fixtures.)"""
+    member, admin = _connect(CLOUD), _connect(ADMIN_CLOUD)
+    project = member.current_project_id
     admin.compute.revert_quota_set(project)
     quotas = nova_quotas()
     admin.compute.update_quota_set(project, **quotas)
-    yield quotas
-    admin.compute.revert_quota_set(project)
+    try:
+        yield quotas
+    finally:
+        admin.compute.revert_quota_set(project)
+        member.close()
+        admin.close()
 
 
 def new_connection() -> Any:
