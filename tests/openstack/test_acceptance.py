@@ -139,8 +139,11 @@ def life(cloud_env: dict[str, str], conn: Any, admin: Any) -> Iterator[Lifecycle
 
 
 def _reset_quotas(life: Lifecycle) -> None:
-    """Nova's defaults for the project (the grow step raises the instance quota by one)."""
+    """Nova's defaults for the project, but instances and cores for the stack's 11 servers / 22 cores
+    (three DB nodes for Patroni's etcd quorum exceed the defaults of 10 and 20); the grow step raises
+    them by one node more."""
     life.admin.compute.revert_quota_set(life.conn.current_project_id)
+    life.admin.compute.update_quota_set(life.conn.current_project_id, instances=11, cores=22)
 
 
 def _remove_stack_left_by_an_earlier_run(life: Lifecycle) -> None:
@@ -472,9 +475,11 @@ def test_one_more_sfu_node_only_creates(life: Lifecycle, record_property: Record
     life.require("up")
     slug = life.config.ministry.slug
     new_node = f"{slug}-sfu-{plan(life.config).counts['sfu'] + 1}"
-    # 3 SFU + 3 TURN (two serving nodes and a spare each) + 2 DB + Redis + bastion = Nova's default of
-    # 10 instances: one more node needs an 11th, as a ministry would ask its cloud team.
-    life.admin.compute.update_quota_set(life.conn.current_project_id, instances=sum(life.counts.values()) + 1)
+    # 3 SFU + 3 TURN (two serving nodes and a spare each) + 3 DB + Redis + bastion = 11 instances (the
+    # quota _reset_quotas sets): one more node needs a 12th and 2 more cores, as a ministry would ask.
+    life.admin.compute.update_quota_set(
+        life.conn.current_project_id, instances=sum(life.counts.values()) + 1, cores=24
+    )
     grown = life.grown_config_file()
     steps = _steps(life, grown)
     changes = _changes(steps)
