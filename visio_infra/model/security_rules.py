@@ -229,8 +229,11 @@ def _egress(role: str, counts: Mapping[str, int]) -> list[Rule]:
         rules.append(_to_role("db", "egress-postgresql-peers", "tcp", POSTGRES_PORT, "db"))
         rules += [
             _to_role("db", f"egress-{purpose}", "tcp", port, "db")
-            for purpose, port in (("etcd-client-peers", ETCD_CLIENT_PORT), ("etcd-peer-peers", ETCD_PEER_PORT),
-                                  ("patroni-rest-peers", PATRONI_REST_PORT))
+            for purpose, port in (
+                ("etcd-client-peers", ETCD_CLIENT_PORT),
+                ("etcd-peer-peers", ETCD_PEER_PORT),
+                ("patroni-rest-peers", PATRONI_REST_PORT),
+            )
         ]
     if role == "redis" and counts.get("redis", 1) > 1:
         rules.append(_to_role("redis", "egress-redis-replication", "tcp", REDIS_PORT, "redis"))
