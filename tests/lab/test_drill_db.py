@@ -65,7 +65,9 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.run_id = url, run_id
         self.acked: list[int] = []
-        self.ack_times: list[float] = []
+        self.ack_times: list[tuple[float, float]] = []
+        """(sent, acknowledged) monotonic times of each acknowledged commit: one sent before the cut
+        proves nothing about the failover."""
         self.errors: list[tuple[float, str]] = []
         self.hosts: list[str] = []
         self.stop = threading.Event()
@@ -75,13 +77,14 @@ class Writer(threading.Thread):
         connection: psycopg.Connection | None = None
         while not self.stop.is_set():
             number += 1
+            sent = time.monotonic()
             try:
                 if connection is None or connection.closed:
                     connection = psycopg.connect(self.url, autocommit=True)
                     self.hosts.append(str(connection.info.host))
                 connection.execute(f"insert into {TABLE} (run, n) values (%s, %s)", (self.run_id, number))  # noqa: S608
                 self.acked.append(number)
-                self.ack_times.append(time.monotonic())
+                self.ack_times.append((sent, time.monotonic()))
             except psycopg.Error as exc:
                 self.errors.append((time.monotonic(), type(exc).__name__))
                 if connection is not None:
@@ -131,15 +134,19 @@ def _rows_on(inventory: dict[str, Any], host: dict[str, Any], database: str, run
     return {int(line) for line in out.split()}
 
 
-def _power_cut(paths: LabPaths, name: str) -> None:
+def _power_cut(paths: LabPaths, name: str) -> float:
     """Pull the plug: SIGKILL the machine's systemd-nspawn and every process of its tree at once (no
-    clean shutdown: Patroni cannot hand its leader key over), then unmount what nspawn left."""
+    clean shutdown: Patroni cannot hand its leader key over), then unmount what nspawn left.
+    Returns the monotonic time the signals were sent (the processes are found first: scanning /proc
+    takes a while, and the machine must not be counted dead before it is)."""
     directory = paths.machine_dir(name)
     pids = [pid for pid in (lab_machine.recorded_pid(paths, name),) if pid] + processes_rooted_in(directory)
     assert pids, f"{name} is not running"
+    cut = time.monotonic()
     terminate(pids, signal.SIGKILL, 10)
     unmount_below(directory)
     assert not processes_rooted_in(directory), f"{name} still has processes after the power cut"
+    return cut
 
 
 @pytest.fixture(scope="module")
@@ -183,13 +190,12 @@ def test_db_leader_power_cut_then_rejoin_and_rebuild(lab: dict[str, Any], record
         )
         acked_before = len(writer.acked)
         paths = LabPaths(STACK, LAB_ROOT)
-        cut = time.monotonic()
-        _power_cut(paths, leader["name"])
+        cut = _power_cut(paths, leader["name"])
         while time.monotonic() - cut < FAILOVER_WAIT_SECONDS:
-            if writer.ack_times and writer.ack_times[-1] > cut:
+            if writer.ack_times and writer.ack_times[-1][0] > cut:
                 break
             time.sleep(0.1)
-        back = [t for t in writer.ack_times if t > cut]
+        back = [done for sent, done in writer.ack_times if sent > cut]
         assert back, f"no write committed within {FAILOVER_WAIT_SECONDS:.0f} s of the leader's power cut"
         failover = back[0] - cut
         time.sleep(5)  # the stream goes on against the new leader

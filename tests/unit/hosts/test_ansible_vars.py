@@ -18,7 +18,7 @@ from visio_infra.hosts.inventory import build_inventory
 from visio_infra.model.security_rules import security_rules
 from visio_infra.model.topology import plan_nodes
 
-COUNTS = {"sfu": 3, "turn": 3, "db": 2, "redis": 1, "bastion": 1}
+COUNTS = {"sfu": 3, "turn": 3, "db": 3, "redis": 1, "bastion": 1}
 
 
 def _pem(kind: str, body: str) -> str:

@@ -485,7 +485,7 @@ def test_growing_a_stack_judges_only_the_new_nodes() -> None:
     assert rows["server_groups"] == 1  # sfu group 2; group 1 exists with the first ten
     assert rows["security_group"] == rows["security_group_rule"] == rows["network"] == rows["router"] == 0
     assert cloud_fit.summary(grown, facts).startswith(
-        "17 of the stack's 19 servers already exist; judged the 2 to create"
+        "18 of the stack's 20 servers already exist; judged the 2 to create"
     )
 
 

@@ -429,9 +429,23 @@ INVALID: list[tuple[str, str, Callable[[Raw], None], str, str]] = [
     (
         "lab-with-bastion",
         "lab",
-        _add_section("sizing", {"nodes": {"sfu": 2, "turn": 1, "db": 2, "redis": 1, "bastion": 1}}),
+        _add_section("sizing", {"nodes": {"sfu": 2, "turn": 1, "db": 3, "redis": 1, "bastion": 1}}),
         "visio:sizing.nodes.bastion",
         "use 0",
+    ),
+    (
+        "lab-with-two-db",
+        "lab",
+        _add_section("sizing", {"nodes": {"sfu": 2, "turn": 1, "db": 2, "redis": 1, "bastion": 0}}),
+        "visio:sizing.nodes.db",
+        "etcd needs three members",
+    ),
+    (
+        "ministry-with-one-db",
+        "culture",
+        _add_section("sizing", {"nodes": {"db": 1}}),
+        "visio:sizing.nodes.db",
+        "use db: 3",
     ),
     (
         "lab-files-tls",
