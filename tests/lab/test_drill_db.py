@@ -109,16 +109,27 @@ def _patroni(inventory: dict[str, Any], hosts: list[dict[str, Any]]) -> list[dic
     return []
 
 
+def _receiver(inventory: dict[str, Any], host: dict[str, Any]) -> str:
+    """`<in recovery>|<WAL receiver status>|<sender host>` of a node, as psql prints it."""
+    sql = ("select pg_is_in_recovery()::text || '|' || coalesce((select status || '|' || sender_host "
+           "from pg_stat_wal_receiver), 'none|')")
+    return ssh(inventory, host, f"cd / && runuser -u postgres -- psql -XAt -c {json.dumps(sql)}")
+
+
 def _wait_member(inventory: dict[str, Any], hosts: list[dict[str, Any]], name: str, timeout: float) -> float:
-    """Seconds until `name` runs as a replica (never the leader) with no lag; fails after timeout."""
+    """Seconds until `name` runs as a replica (never the leader) with no lag, its PostgreSQL in
+    recovery and streaming from the leader; fails after timeout."""
+    by_name = {h["name"]: h for h in hosts}
     started = time.monotonic()
     members: list[dict[str, Any]] = []
     while time.monotonic() - started < timeout:
         members = _patroni(inventory, hosts)
         mine = [m for m in members if m.get("Member") == name]
         assert [m.get("Role") for m in members].count("Leader") <= 1, f"two leaders: {members}"
+        leader = [m["Host"] for m in members if m.get("Role") == "Leader"]
         if mine and mine[0].get("State") == "running" and mine[0].get("Role") in ("Replica", "Sync Standby") \
-                and mine[0].get("Lag in MB") in (0, "0"):
+                and mine[0].get("Lag in MB") in (0, "0") and leader \
+                and _receiver(inventory, by_name[name]) == f"true|streaming|{leader[0]}":
             return time.monotonic() - started
         time.sleep(2)
     pytest.fail(f"{name} did not rejoin as a streaming replica within {timeout:.0f} s: {members}")
