@@ -149,11 +149,13 @@ def test_database_primary_replicas_and_app_network():
     assert [r["name"] for r in db["postgresql_replicas"]] == names[1:]
     # Every DB node is a Patroni + etcd member; the first only starts first on a new cluster.
     assert [m["name"] for m in db["postgresql_members"]] == names and len(names) >= 3
-    assert [m["ip"] for m in db["postgresql_members"]] == [str(h["private_ip"]) for h in inventory["groups"]["db"]]
+    ips = [str(h["private_ip"]) for h in inventory["groups"]["db"]]
+    assert [m["ip"] for m in db["postgresql_members"]] == ips
     assert db["postgresql_patroni_scope"] == config.ministry.slug
     db_rules = {(r["comment"], r["ports"]): r["sources"] for r in db["common_firewall_rules"]}
     peers = sorted(str(h["private_ip"]) for h in inventory["groups"]["db"])
-    for purpose, port in (("etcd-client-peers", "2379"), ("etcd-peer-peers", "2380"), ("patroni-rest-peers", "8008")):
+    flows = (("etcd-client-peers", "2379"), ("etcd-peer-peers", "2380"), ("patroni-rest-peers", "8008"))
+    for purpose, port in flows:
         assert sorted(db_rules[(purpose, port)]) == peers, purpose
     assert db["postgresql_app_cidrs"] == [str(config.network.app_cidr)]
     assert db["postgresql_backup"]["repo_type"] == "posix"
