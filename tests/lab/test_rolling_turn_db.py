@@ -1,10 +1,12 @@
 """Rolling TURN and PostgreSQL rollouts on the lab, without cutting a relayed call (needs the lab up).
 
-PostgreSQL minor update, replica first (test_postgresql_minor_update_replica_first):
+PostgreSQL minor update, replicas first (test_postgresql_minor_update_replica_first):
   the DB nodes are put back on the previous minor release the Debian mirror still carries (the
   state of a deployment made before the mirror published the current one), then
-  `visio upgrade lab --role db` must update the replica, see it streaming again, then the primary,
-  and leave both on the newest minor with the replica streaming and `visio verify -k db` green.
+  `visio upgrade lab --role db` must update the replicas, see them streaming again, then hand the
+  primary's leadership to an updated synchronous standby (`patronictl switchover`) and update the
+  old primary last, leaving every node on the newest minor, one Patroni leader (another node than
+  before), every replica streaming and `visio verify -k db` green.
 
 coturn drain with a relayed participant (test_turn_rolling_restart_keeps_a_relayed_call):
   a TURN node can only drain while another one serves, so the lab is scaled out to two TURN nodes
@@ -75,6 +77,16 @@ def _installed(inventory: dict[str, Any], host: dict[str, Any], package: str) ->
     return ssh(inventory, host, f"dpkg-query -W -f='${{Version}}' {package}", check=True)
 
 
+PATRONICTL = "runuser -u postgres -- patronictl -c /etc/patroni/config.yml"
+
+
+def _leader(inventory: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
+    members = json.loads(ssh(inventory, hosts[0], f"{PATRONICTL} list -f json", check=True))
+    leaders = [m["Member"] for m in members if m["Role"] == "Leader"]
+    assert len(leaders) == 1, members
+    return str(leaders[0])
+
+
 def _wait_streaming(inventory: dict[str, Any], replica: dict[str, Any]) -> None:
     for _ in range(60):
         if _pg(inventory, replica, "select status from pg_stat_wal_receiver") == "streaming":
@@ -88,8 +100,12 @@ def test_postgresql_minor_update_replica_first() -> None:
     inventory = outputs["inventory"]
     major = load_stack_file(STACK_FILE).versions.postgresql
     package = f"postgresql-{major}"
-    primary, *replicas = inventory["groups"]["db"]
+    db_hosts = inventory["groups"]["db"]
+    leader = _leader(inventory, db_hosts)
+    primary = next(h for h in db_hosts if h["name"] == leader)
+    replicas = [h for h in db_hosts if h["name"] != leader]
     assert replicas, "the lab should have a PostgreSQL replica"
+    scope = load_stack_file(STACK_FILE).ministry.slug
     current = _installed(inventory, primary, package)
 
     # The previous minor release of the pinned major the mirror carries (newest first in madison).
@@ -106,7 +122,7 @@ def test_postgresql_minor_update_replica_first() -> None:
             inventory, host,
             "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades "
             f"{package}={previous} postgresql-client-{major}={previous} >/dev/null "
-            f"&& systemctl restart postgresql@{major}-main",
+            f"&& {PATRONICTL} restart --force {scope} {host['name']} >/dev/null",
             check=True,
         )
     for replica in replicas:
@@ -118,9 +134,12 @@ def test_postgresql_minor_update_replica_first() -> None:
     assert rc == 0, "visio upgrade --role db failed (see its output above)"
 
     steps = rollout_figures(log, "db")
-    assert [s["node"] for s in steps] == [h["name"] for h in replicas] + [primary["name"]], (
+    assert [s["node"] for s in steps] == [*sorted(h["name"] for h in replicas), primary["name"]], (
         f"replicas must be updated before the primary: {steps}"
     )
+    new_leader = _leader(inventory, db_hosts)
+    assert new_leader != primary["name"], f"{primary['name']} was updated without a switchover"
+    replicas = [h for h in db_hosts if h["name"] != new_leader]
     assert all(s["status"] == "done" and s["from"] == previous and s["to"] == current for s in steps), steps
     new_server = current.split("-")[0]
     for host in (primary, *replicas):

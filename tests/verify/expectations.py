@@ -47,7 +47,8 @@ def role_services(role: str, facts: Mapping[str, Any]) -> tuple[str, ...]:
     return {
         "sfu": ("livekit", "nginx"),
         "turn": ("coturn",),
-        "db": (facts.get("postgresql_service", "postgresql"),),
+        # Patroni runs PostgreSQL; etcd holds its leader key (one member per DB node).
+        "db": (facts.get("postgresql_service", "patroni"), "etcd"),
         "redis": ("redis-server", "redis-sentinel"),
         "bastion": (),
     }[role]
@@ -321,10 +322,13 @@ def file_rules(role: str, facts: Mapping[str, Any], config: StackConfig) -> list
             FileRule("/etc/redis/sentinel.conf", "redis", True, "Sentinel config (requirepass, auth-pass)"),
         ]
     elif role == "db":
-        conf_dir = f"/etc/postgresql/{config.versions.postgresql}/{facts.get('postgresql_cluster', 'main')}"
+        cluster = facts.get("postgresql_cluster", "main")
+        data_dir = f"/var/lib/postgresql/{config.versions.postgresql}/{cluster}"
         rules += [
-            FileRule(f"{conf_dir}/pg_hba.conf", "postgres", True, "who may connect"),
-            FileRule(f"{conf_dir}/tls/server.key", "postgres", True, "PostgreSQL TLS private key"),
+            FileRule(f"{data_dir}/pg_hba.conf", "postgres", True, "who may connect (written by Patroni)"),
+            FileRule("/etc/patroni/config.yml", "postgres", True, "replication and Patroni REST passwords"),
+            FileRule("/etc/patroni/tls/server.key", "postgres", True, "PostgreSQL/Patroni TLS private key"),
+            FileRule("/etc/etcd/tls/server.key", "etcd", True, "etcd TLS private key"),
         ]
     return rules
 

@@ -1,12 +1,15 @@
 """PostgreSQL: TLS-only access for the Meet role from the application network (this machine stands in
 for the Meet backend), streaming replication with bounded lag, and backups that really restore.
 
-The primary is the first DB node of the inventory, the others are replicas (roles/postgresql).
-Marker rows go to tables in the `postgres` maintenance database, never into Meet's own database.
+Patroni runs the cluster (roles/postgresql): the primary is whichever node Patroni reports as leader,
+the others are replicas; the cluster checks want exactly one leader, a synchronous standby and an
+etcd quorum of every member. Marker rows go to tables in the `postgres` maintenance database, never
+into Meet's own database.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shlex
 import time
@@ -30,15 +33,51 @@ def db_nodes(hosts_of):
     return nodes
 
 
-@pytest.fixture(scope="module")
-def primary(db_nodes):
-    return db_nodes[0]
+PATRONICTL = "runuser -u postgres -- patronictl -c /etc/patroni/config.yml"
+ETCD_TLS = "--cacert=/etc/etcd/tls/ca.crt --cert=/etc/etcd/tls/server.crt --key=/etc/etcd/tls/server.key"
 
 
 @pytest.fixture(scope="module")
-def replicas(db_nodes):
+def members(db_nodes):
+    """`patronictl list` (member, role, state, lag), read on the first DB node."""
+    result = db_nodes[0].host.run(f"{PATRONICTL} list -f json")
+    assert result.rc == 0, f"{db_nodes[0]}: patronictl list failed: {result.stderr.strip()[-300:]}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def primary(db_nodes, members):
+    leaders = [m["Member"] for m in members if m["Role"] == "Leader"]
+    assert len(leaders) == 1, f"want exactly one Patroni leader: {members}"
+    (node,) = [n for n in db_nodes if n.name == leaders[0]]
+    return node
+
+
+@pytest.fixture(scope="module")
+def replicas(db_nodes, primary):
     assert len(db_nodes) > 1, "the stack has no replica DB node"
-    return db_nodes[1:]
+    return [n for n in db_nodes if n is not primary]
+
+
+def test_one_patroni_leader_and_a_synchronous_standby(db_nodes, members):
+    roles = {m["Member"]: m["Role"] for m in members}
+    assert sorted(roles) == sorted(n.name for n in db_nodes), f"Patroni members {sorted(roles)}"
+    assert list(roles.values()).count("Leader") == 1, roles
+    assert list(roles.values()).count("Sync Standby") >= 1, f"no synchronous standby: {roles}"
+    assert all(m["State"] == "running" for m in members), members
+    config = db_nodes[0].host.run(f"{PATRONICTL} show-config")
+    assert config.rc == 0 and "synchronous_mode: true" in config.stdout, "synchronous_mode is not on"
+
+
+def test_etcd_quorum_has_every_member_healthy(db_nodes):
+    endpoints = ",".join(f"https://{n.private_ip}:2379" for n in db_nodes)
+    members = db_nodes[0].host.run(f"etcdctl {ETCD_TLS} --endpoints={endpoints} member list -w json")
+    assert members.rc == 0, f"etcdctl member list failed: {members.stderr.strip()[-300:]}"
+    names = sorted(m.get("name", "") for m in json.loads(members.stdout)["members"])
+    assert names == sorted(n.name for n in db_nodes), f"etcd members {names}"
+    health = db_nodes[0].host.run(f"etcdctl {ETCD_TLS} --endpoints={endpoints} endpoint health -w json")
+    assert health.rc == 0, f"etcd unhealthy: {health.stdout.strip()[-300:]} {health.stderr.strip()[-300:]}"
+    assert all(h["health"] for h in json.loads(health.stdout)), health.stdout
 
 
 def _psql(node, sql: str, database: str = "postgres") -> str:
@@ -51,9 +90,8 @@ def _psql(node, sql: str, database: str = "postgres") -> str:
 def _url(outputs, **changes) -> str:
     parts = urlsplit(str(outputs["database_url"]))
     netloc = parts.netloc
-    if "password" in changes:
-        user = parts.username or ""
-        netloc = f"{user}:{changes['password']}@{parts.hostname}:{parts.port or 5432}"
+    if "password" in changes:  # the host list (h1:5432,h2:5432,...) after the last '@' is kept as is
+        netloc = f"{parts.username or ''}:{changes['password']}@{netloc.rpartition('@')[2]}"
     query = parts.query
     if "sslmode" in changes:
         kept = [p for p in query.split("&") if p and not p.startswith("sslmode=")]

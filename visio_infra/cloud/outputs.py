@@ -43,8 +43,28 @@ def endpoints(config: StackConfig) -> dict[str, Any]:
     }
 
 
-def primary_db_host(inventory: dict[str, Any]) -> str:
-    return str(inventory["groups"]["db"][0]["private_ip"])
+def db_hosts(inventory: dict[str, Any]) -> list[str]:
+    """Every DB node's private address, in inventory order (any of them may be the Patroni leader)."""
+    return [str(h["private_ip"]) for h in inventory["groups"]["db"]]
+
+
+DB_CONNECT_TIMEOUT_SECONDS = 3
+"""libpq gives up on an unreachable DB node after this and tries the next one."""
+
+
+def database_url(user: str, password: str, hosts: list[str], database: str) -> str:
+    """libpq multi-host URL that always lands on the primary (pure).
+
+    libpq tries the hosts in turn and keeps the first that accepts writes
+    (`target_session_attrs=read-write`), so after a Patroni failover a reconnecting client finds the
+    new leader by itself, with no proxy in the path (one less component that can fail). The server
+    certificate names every DB address, so `verify-full` holds whichever node answers.
+    """
+    netloc = ",".join(f"{host}:5432" for host in hosts)
+    return (
+        f"postgresql://{user}:{password}@{netloc}/{database}?sslmode=verify-full"
+        f"&target_session_attrs=read-write&connect_timeout={DB_CONNECT_TIMEOUT_SECONDS}"
+    )
 
 
 def redis_sentinels(inventory: dict[str, Any]) -> str:
@@ -63,19 +83,21 @@ def export_all(config: StackConfig, inventory: Any, secrets: Any, certificates: 
     pulumi.export("turn_shared_secret", pulumi.Output.secret(secrets.turn_shared_secret))
     pulumi.export("redis_password", pulumi.Output.secret(secrets.redis_password))
     meet = config.meet
-    database_url = pulumi.Output.all(inventory, secrets.db_password).apply(
-        lambda v: f"postgresql://{meet.database_user}:{v[1]}@{primary_db_host(v[0])}:5432/"
-        f"{meet.database}?sslmode=verify-full"
+    database_url_ = pulumi.Output.all(inventory, secrets.db_password).apply(
+        lambda v: database_url(meet.database_user, v[1], db_hosts(v[0]), meet.database)
     )
-    pulumi.export("database_url", pulumi.Output.secret(database_url))
+    pulumi.export("database_url", pulumi.Output.secret(database_url_))
     meet_env = pulumi.Output.all(inventory, secrets.livekit_api_key, secrets.livekit_api_secret,
                                  secrets.db_password, secrets.redis_password).apply(
         lambda v: {
             "LIVEKIT_API_URL": endpoints(config)["livekit_api_url"],
             "LIVEKIT_API_KEY": v[1],
             "LIVEKIT_API_SECRET": v[2],
-            "DB_HOST": primary_db_host(v[0]),
+            # libpq host list (PGHOST syntax): the client keeps the one that accepts writes.
+            "DB_HOST": ",".join(db_hosts(v[0])),
             "DB_PORT": "5432",
+            "DB_TARGET_SESSION_ATTRS": "read-write",
+            "DATABASE_URL": database_url(meet.database_user, v[3], db_hosts(v[0]), meet.database),
             "DB_NAME": meet.database,
             "DB_USER": meet.database_user,
             "DB_PASSWORD": v[3],

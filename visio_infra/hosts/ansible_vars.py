@@ -204,12 +204,15 @@ def group_vars(
             }
         )
 
-    # PostgreSQL: first DB node is the primary, the others stream from it.
+    # PostgreSQL under Patroni: every DB node runs etcd + Patroni; the first one is started first on a
+    # new cluster (the only node that may bootstrap it, and only while etcd has no leader key).
     if db:
         primary = db[0]
         per_group["db"].update(
             {
                 "postgresql_version": config.versions.postgresql,
+                "postgresql_members": [{"name": h["name"], "ip": str(h["private_ip"])} for h in db],
+                "postgresql_patroni_scope": config.ministry.slug,
                 "postgresql_primary_host": primary["name"],
                 "postgresql_primary_ip": str(primary["private_ip"]),
                 "postgresql_replicas": [

@@ -3,7 +3,8 @@
 A room lives on one SFU node and a relayed call on one TURN node, so a version change is rolled out
 one node at a time: the node is drained (it takes nothing new and keeps what it has), upgraded,
 checked healthy and back in rotation before the next one starts. PostgreSQL minor updates go
-replica first (verified streaming again), then primary. This module only decides: it takes the
+replicas first (verified streaming again), then the primary (leadership handed over by a Patroni
+switchover first). This module only decides: it takes the
 nodes as they are now (installed version, serving or not, load) and the versions the stack config
 asks for, and returns the ordered steps, or refuses with one line per reason. It also holds the
 rollout state kept between runs, so a stopped rollout can be resumed or rolled back by the same path.
@@ -88,7 +89,7 @@ class Plan:
                 what = {
                     "rolling": "drain, install, health + rotation gate",
                     "replica": "replica: install, restart, streaming gate",
-                    "primary": "primary: install, restart, replica streaming gate",
+                    "primary": "primary: install, switchover to the sync standby, restart, streaming gate",
                     "recheck": "resume: finish and re-run its health gate",
                     "restart": "drain, restart on the same version, health + rotation gate",
                 }[step.kind]

@@ -34,6 +34,9 @@ decides at converge time (`coturn_prometheus: auto`), after the security group e
 upgrade that brings the exporter works without an infrastructure change. Nothing listens behind it
 meanwhile, which the verification checks (tests/verify: no listener on a disabled exporter's port)."""
 POSTGRES_PORT = 5432
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+PATRONI_REST_PORT = 8008
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 """Redis Sentinel: clients (LiveKit, Meet) ask it for the current master; sentinels talk to each other."""
@@ -44,6 +47,9 @@ SENSITIVE_TCP_PORTS: dict[int, str] = {
     SSH_PORT: "SSH",
     POSTGRES_PORT: "PostgreSQL",
     REDIS_PORT: "Redis",
+    ETCD_CLIENT_PORT: "etcd client",
+    ETCD_PEER_PORT: "etcd peer",
+    PATRONI_REST_PORT: "Patroni REST API",
     LIVEKIT_HTTP_PORT: "LiveKit plain HTTP API",
     LIVEKIT_METRICS_PORT: "LiveKit metrics",
     COTURN_METRICS_PORT: "coturn metrics",
@@ -165,6 +171,15 @@ def _db(config: StackConfig) -> list[Rule]:
         _from_cidr("db", "postgresql-app", "tcp", POSTGRES_PORT, POSTGRES_PORT, str(config.network.app_cidr)),
         # Streaming replication and pgBackRest between the primary and its replicas.
         _from_role("db", "postgresql-peers", "tcp", POSTGRES_PORT, "db"),
+        # Patroni's consensus store (etcd client and peer traffic) and Patroni's REST API (leader
+        # checks, switchover), between DB nodes and from the operators only.
+        _from_role("db", "etcd-client-peers", "tcp", ETCD_CLIENT_PORT, "db"),
+        _from_role("db", "etcd-peer-peers", "tcp", ETCD_PEER_PORT, "db"),
+        _from_role("db", "patroni-rest-peers", "tcp", PATRONI_REST_PORT, "db"),
+        *(
+            _from_cidr("db", "patroni-rest-admin", "tcp", PATRONI_REST_PORT, PATRONI_REST_PORT, str(cidr))
+            for cidr in config.network.admin_cidrs
+        ),
     ]
 
 
@@ -225,6 +240,14 @@ def _egress(role: str, counts: Mapping[str, int]) -> list[Rule]:
     if role == "db":
         # A replica connects to the primary (streaming replication, pg_basebackup, pgBackRest).
         rules.append(_to_role("db", "egress-postgresql-peers", "tcp", POSTGRES_PORT, "db"))
+        rules += [
+            _to_role("db", f"egress-{purpose}", "tcp", port, "db")
+            for purpose, port in (
+                ("etcd-client-peers", ETCD_CLIENT_PORT),
+                ("etcd-peer-peers", ETCD_PEER_PORT),
+                ("patroni-rest-peers", PATRONI_REST_PORT),
+            )
+        ]
     if role == "redis" and counts.get("redis", 1) > 1:
         rules.append(_to_role("redis", "egress-redis-replication", "tcp", REDIS_PORT, "redis"))
         rules.append(_to_role("redis", "egress-sentinel-peers", "tcp", SENTINEL_PORT, "redis"))

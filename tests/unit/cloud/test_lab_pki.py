@@ -46,8 +46,9 @@ def test_certificate_verifies_against_ca_with_sans(sans):
     alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(alt.get_values_for_type(x509.DNSName)) == sans["dns"]
     assert [str(ip) for ip in alt.get_values_for_type(x509.IPAddress)] == sans["ips"]
+    # Client auth as well: the DB nodes authenticate to each other's etcd with it.
     assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
-        [ExtendedKeyUsageOID.SERVER_AUTH]
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     )
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

@@ -373,7 +373,7 @@ def test_output_contract(run, config):
     assert len(outputs["redis_password"]) >= 32
     assert set(outputs["meet_env"]) == {
         "LIVEKIT_API_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
-        "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+        "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_TARGET_SESSION_ATTRS", "DATABASE_URL",
         "REDIS_SENTINEL_HOSTS", "REDIS_SENTINEL_MASTER_NAME", "REDIS_SENTINEL_PASSWORD", "REDIS_PASSWORD",
     }
     redis_nodes = [n for n in plan_nodes(config, plan(config).counts) if n.role == "redis"]
@@ -385,12 +385,15 @@ def test_output_contract(run, config):
     assert outputs["meet_env"]["REDIS_PASSWORD"] == outputs["redis_password"]
     assert outputs["meet_env"]["LIVEKIT_API_KEY"] == outputs["livekit_api_key"]
     nodes = plan_nodes(config, plan(config).counts)
-    first_db = next(n for n in nodes if n.role == "db")
-    assert outputs["meet_env"]["DB_HOST"] == str(first_db.private_ip)
+    db_ips = [str(n.private_ip) for n in nodes if n.role == "db"]
+    assert len(db_ips) >= 3
+    assert outputs["meet_env"]["DB_HOST"] == ",".join(db_ips)
+    hosts = ",".join(f"{ip}:5432" for ip in db_ips)
     assert outputs["database_url"] == (
-        f"postgresql://{config.meet.database_user}:{outputs['meet_env']['DB_PASSWORD']}@{first_db.private_ip}"
-        f":5432/{config.meet.database}?sslmode=verify-full"
+        f"postgresql://{config.meet.database_user}:{outputs['meet_env']['DB_PASSWORD']}@{hosts}"
+        f"/{config.meet.database}?sslmode=verify-full&target_session_attrs=read-write&connect_timeout=3"
     )
+    assert outputs["meet_env"]["DATABASE_URL"] == outputs["database_url"]
 
 
 def test_inventory_output(run, config):
@@ -546,7 +549,7 @@ def test_the_acceptance_stack_is_a_ministry_stack():
     config = _config("acceptance")
     assert (config.cloud.boot_from, config.hosts.configure_on_up) == ("image", False)
     run = _run("acceptance")
-    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 12
+    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 13
     assert not [r for r in run.resources if r.type.endswith(":HostConfiguration")]
 
 

@@ -18,7 +18,7 @@ from visio_infra.hosts.inventory import build_inventory
 from visio_infra.model.security_rules import security_rules
 from visio_infra.model.topology import plan_nodes
 
-COUNTS = {"sfu": 3, "turn": 3, "db": 2, "redis": 3, "bastion": 1}
+COUNTS = {"sfu": 3, "turn": 3, "db": 3, "redis": 3, "bastion": 1}
 
 
 def _pem(kind: str, body: str) -> str:
@@ -150,6 +150,16 @@ def test_database_primary_replicas_and_app_network():
     names = [h["name"] for h in inventory["groups"]["db"]]
     assert db["postgresql_primary_host"] == names[0]
     assert [r["name"] for r in db["postgresql_replicas"]] == names[1:]
+    # Every DB node is a Patroni + etcd member; the first only starts first on a new cluster.
+    assert [m["name"] for m in db["postgresql_members"]] == names and len(names) >= 3
+    ips = [str(h["private_ip"]) for h in inventory["groups"]["db"]]
+    assert [m["ip"] for m in db["postgresql_members"]] == ips
+    assert db["postgresql_patroni_scope"] == config.ministry.slug
+    db_rules = {(r["comment"], r["ports"]): r["sources"] for r in db["common_firewall_rules"]}
+    peers = sorted(str(h["private_ip"]) for h in inventory["groups"]["db"])
+    flows = (("etcd-client-peers", "2379"), ("etcd-peer-peers", "2380"), ("patroni-rest-peers", "8008"))
+    for purpose, port in flows:
+        assert sorted(db_rules[(purpose, port)]) == peers, purpose
     assert db["postgresql_app_cidrs"] == [str(config.network.app_cidr)]
     assert db["postgresql_backup"]["repo_type"] == "posix"
 

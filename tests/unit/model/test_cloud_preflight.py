@@ -409,7 +409,7 @@ def test_server_group_members_per_group(needs: CloudNeeds) -> None:
 
 
 def test_server_group_members_fix_counts_the_groups_it_would_make() -> None:
-    config = sample_config(sizing={"nodes": {"sfu": 12, "turn": 3, "db": 2, "redis": 3, "bastion": 1}})
+    config = sample_config(sizing={"nodes": {"sfu": 12, "turn": 3, "db": 3, "redis": 3, "bastion": 1}})
     needs = needs_of(config)
     assert sorted(n for (r, _), n in needs.group_sizes.items() if r == "sfu") == [2, 10]
     [line] = cloud_fit.problems(needs, with_quota(fitting(needs), "server_group_members", 4))
@@ -478,7 +478,7 @@ def test_existing_servers_need_nothing_new(needs: CloudNeeds) -> None:
 def test_growing_a_stack_judges_only_the_new_nodes() -> None:
     small = needs_of(sample_config())
     assert sum(1 for n in small.nodes if n.role == "sfu") == 10
-    counts = {"sfu": 12, "turn": 3, "db": 2, "redis": 3, "bastion": 1}
+    counts = {"sfu": 12, "turn": 3, "db": 3, "redis": 3, "bastion": 1}
     grown = needs_of(sample_config(sizing={"nodes": counts}))
     facts = fitting(grown, existing_servers=frozenset(n.name for n in small.nodes))
     rows = {r.name: r.need for r in cloud_fit.quota_rows(grown, facts)}
@@ -488,7 +488,7 @@ def test_growing_a_stack_judges_only_the_new_nodes() -> None:
     assert rows["server_groups"] == 1  # sfu group 2; group 1 exists with the first ten
     assert rows["security_group"] == rows["security_group_rule"] == rows["network"] == rows["router"] == 0
     assert cloud_fit.summary(grown, facts).startswith(
-        "19 of the stack's 21 servers already exist; judged the 2 to create"
+        "20 of the stack's 22 servers already exist; judged the 2 to create"
     )
 
 

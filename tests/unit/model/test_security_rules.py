@@ -65,6 +65,12 @@ def test_db_only_from_app_cidr_and_db_peers(rules):
     assert _ingress(rules["db"]) == {
         ("tcp", 5432, 5432, "10.30.0.0/24"),
         ("tcp", 5432, 5432, "group:db"),
+        # etcd (client, peer) and Patroni's REST API: DB nodes among themselves, REST from operators too
+        ("tcp", 2379, 2379, "group:db"),
+        ("tcp", 2380, 2380, "group:db"),
+        ("tcp", 8008, 8008, "group:db"),
+        ("tcp", 8008, 8008, "192.0.2.0/28"),
+        ("tcp", 8008, 8008, "2001:db8::/48"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -157,7 +163,7 @@ def test_db_redis_and_bastion_only_reach_names_time_packages_and_their_peers(rul
             assert all(r.remote_cidr == cidr for r in world if r.ethertype == ethertype)
         peers = {(r.remote_role, r.protocol, r.port_min) for r in egress if r.remote_role}
         expected = {
-            "db": {("db", "tcp", 5432)},
+            "db": {("db", "tcp", 5432), ("db", "tcp", 2379), ("db", "tcp", 2380), ("db", "tcp", 8008)},
             "redis": {("redis", "tcp", 6379), ("redis", "tcp", 26379)},  # replication and Sentinel
             "bastion": {(target, "tcp", 22) for target in ("sfu", "turn", "db", "redis")},
         }[role]

@@ -122,7 +122,7 @@ def test_minimums_are_respected(base: str, a: dict[str, Any]) -> None:
     spare = config.sizing.spare_nodes
     assert counts["sfu"] >= 2 + spare
     assert counts["turn"] >= 2 + spare
-    assert counts["db"] == (3 if a["users"] >= DEFAULT.db_second_replica_users else 2)
+    assert counts["db"] == 3  # a Patroni leader, two standbys, an etcd quorum of three
     assert counts["redis"] == 3
     assert counts["bastion"] == 1
 
@@ -303,7 +303,7 @@ def test_db_follows_users() -> None:
             turn_share=0.1,
         )
     )
-    assert small.counts["db"] == 2 and large.counts["db"] == 3
+    assert small.counts["db"] == 3 and large.counts["db"] == 3
     assert large.roles["db"].flavor.vcpu >= 1_000_000 / DEFAULT.db_users_per_vcpu
     assert large.roles["db"].flavor.ram_gib >= 1_000_000 / DEFAULT.db_users_per_ram_gib
     assert large.db_volume_gib > small.db_volume_gib >= 20
@@ -311,7 +311,7 @@ def test_db_follows_users() -> None:
 
 def test_lab_is_pinned_free_and_without_spare_or_bastion() -> None:
     lab = plan(load_stack_file(STACKS_DIR / "Pulumi.lab.yaml"))
-    assert lab.counts == {"sfu": 2, "turn": 1, "db": 2, "redis": 3, "bastion": 0}
+    assert lab.counts == {"sfu": 2, "turn": 1, "db": 3, "redis": 3, "bastion": 0}
     assert lab.monthly_eur == 0
     assert all(r.count_pinned for r in lab.roles.values())
 

@@ -32,6 +32,9 @@ SYSCTLS = {
     "net.ipv4.ip_forward": 1,
     "net.core.rmem_max": MEDIA_BUFFER_BYTES,
     "net.core.wmem_max": MEDIA_BUFFER_BYTES,
+    # Each machine's systemd takes several inotify instances; Debian's 128 per user runs out with two
+    # or three labs on one host ("Failed to allocate manager object" at boot).
+    "fs.inotify.max_user_instances": 1024,
 }
 """Host sysctls the lab needs, as minimum values (a larger existing value is left alone)."""
 

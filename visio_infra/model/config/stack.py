@@ -10,6 +10,9 @@ from visio_infra.model.config.cloud import Cloud, LabCloud
 from visio_infra.model.config.network import Network, Ports
 from visio_infra.model.config.sections import Domains, Hosts, Meet, Ministry, Tls, Upgrade, Versions
 
+MIN_DB_NODES = 3
+"""Patroni + etcd on the DB nodes: three etcd members keep a quorum when one node is lost."""
+
 
 class StackConfig(_Model):
     """One ministry's Visio deployment, as written in its stack file."""
@@ -54,6 +57,14 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
     """Checks spanning several sections, as (`section.field`, message) pairs."""
     problems: list[tuple[str, str]] = []
     pinned: dict[str, int] = {str(k): v for k, v in config.sizing.nodes.items()}
+    if pinned.get("db") is not None and pinned["db"] < MIN_DB_NODES:
+        problems.append(
+            (
+                "sizing.nodes.db",
+                f"{pinned['db']} is below {MIN_DB_NODES}: Patroni's etcd needs three members for a quorum "
+                f"that survives one lost node (a leader plus a synchronous standby); use db: {MIN_DB_NODES}",
+            )
+        )
     if isinstance(config.cloud, LabCloud):
         lab = config.cloud
         if config.tls.source != "stack-ca":
@@ -64,7 +75,7 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
                 (
                     "sizing.nodes",
                     f"the lab pins every count (missing: {', '.join(missing)}); e.g. "
-                    "{sfu: 2, turn: 1, db: 2, redis: 3, bastion: 0}",
+                    "{sfu: 2, turn: 1, db: 3, redis: 3, bastion: 0}",
                 )
             )
         if pinned.get("bastion", 0) != 0:
@@ -99,10 +110,6 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
                         "serving nodes while one drains",
                     )
                 )
-        if pinned.get("db") is not None and pinned["db"] < 2:
-            problems.append(
-                ("sizing.nodes.db", f"{pinned['db']}: production needs a primary and a replica (2)")
-            )
         if pinned.get("bastion") is not None and pinned["bastion"] != 1:
             problems.append(
                 ("sizing.nodes.bastion", f"{pinned['bastion']}: an OpenStack stack has exactly 1 bastion")

@@ -261,7 +261,8 @@ def _db(config: StackConfig, offer_: Offer) -> tuple[RolePlan, int]:
     users = config.audience.users
     vcpu = max(MIN_VCPU["db"], math.ceil(users / c.db_users_per_vcpu))
     ram = max(MIN_RAM_GIB["db"], math.ceil(users / c.db_users_per_ram_gib))
-    replicas = 2 if users >= c.db_second_replica_users else 1
+    # Always a leader and two standbys: the three nodes also carry Patroni's etcd quorum.
+    replicas = 2
     minimum = 1 + replicas
     volume = db_volume_gib(config)
     volume_cost = volume * offer_.block_eur_per_gib_month
@@ -297,12 +298,7 @@ def _db(config: StackConfig, offer_: Offer) -> tuple[RolePlan, int]:
         ),
         Reason(
             "nodes",
-            "1 primary + "
-            + (
-                f"2 replicas (users ≥ {c.db_second_replica_users})"
-                if replicas == 2
-                else "1 streaming replica"
-            )
+            "1 Patroni leader + 2 standbys (one synchronous), each with an etcd member (quorum of 3)"
             + (" (pinned by sizing.nodes)" if plan.count_pinned else ""),
             str(plan.count),
         ),
