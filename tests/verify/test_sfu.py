@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import json
+import shlex
 import socket
 import ssl
+from pathlib import Path
 
 import yaml
 
@@ -17,6 +20,26 @@ ROLES = ("sfu",)
 HEALTH = (
     "python3 -c \"import urllib.request,sys;"
     "r=urllib.request.urlopen('http://127.0.0.1:{port}/',timeout=5);print(r.status)\""
+)
+
+
+# Asked on the node itself: the front's peer-only location answers from a peer's LiveKit (loopback only).
+PEER_HEALTH = (
+    "python3 -c \"import ssl,urllib.request;c=ssl._create_unverified_context();"
+    "r=urllib.request.urlopen('https://127.0.0.1/visio-front/peer-health',timeout=5,context=c);"
+    "print(r.status, r.headers.get('X-Visio-Upstream'))\""
+)
+
+# The LiveKit nodes in Redis as the room allocator sees them, read on an SFU node with LiveKit's own
+# Redis settings (the password never leaves the node), by the module the upgrade gate uses.
+NODES_MODULE = Path(__file__).resolve().parents[2] / "playbooks" / "library" / "visio_livekit_nodes.py"
+NODES_CLIENT = (
+    "import json,re,sys\n"
+    "ns={'__name__':'visio_livekit_nodes'}\n"
+    "exec(compile(sys.argv[1],'visio_livekit_nodes','exec'),ns)\n"
+    "section=open(sys.argv[2]).read().split('\\nredis:',1)[1]\n"
+    "value=lambda k: json.loads(re.search(r'^\\s+'+k+r':\\s*(.+)$',section,re.M).group(1))\n"
+    "print(json.dumps(ns['list_nodes'](value('address'),value('password'))))\n"
 )
 
 
@@ -94,3 +117,36 @@ def test_node_ip_is_the_public_address(node, facts):
         f"{node}: rtc.node_ip is {rtc.get('node_ip')!r}, the node's public address is {node.public_ip}"
     )
     assert not rtc.get("use_external_ip"), f"{node}: use_external_ip would discover the address by STUN"
+
+
+def test_front_falls_back_to_a_peer_livekit(node, inventory):
+    """Each node's TLS front can hand signalling to a peer's LiveKit (what it does when its own
+    LiveKit is stopped or drained): asked for it, it answers 200 from a peer."""
+    sfu = inventory["groups"]["sfu"]
+    peers = {f"{h['private_ip']}:{LIVEKIT_HTTP_PORT}" for h in sfu if h["name"] != node.name}
+    result = node.host.run(PEER_HEALTH)
+    answer = result.stdout.split()
+    if not peers:  # one SFU node: nothing to fall back to, and the front says so
+        assert result.rc != 0 or answer[:1] != ["200"], f"{node}: a peer answered on a one-node stack"
+        return
+    assert result.rc == 0 and len(answer) == 2, (
+        f"{node}: peer health gave {result.stdout or result.stderr[-300:]}"
+    )
+    assert answer[0] == "200" and answer[1] in peers, (
+        f"{node}: peer health answered {answer}, peers {sorted(peers)}"
+    )
+
+
+def test_every_livekit_node_registered_and_serving(node, inventory, facts):
+    """Every SFU node's LiveKit is in Redis, SERVING with fresh stats: rooms may land on any of them."""
+    path = f"{facts.get('livekit_config_dir', '/etc/livekit')}/config.yaml"
+    source = NODES_MODULE.read_text(encoding="utf-8")
+    command = f"python3 -c {shlex.quote(NODES_CLIENT)} {shlex.quote(source)} {shlex.quote(path)}"
+    result = node.host.run(command)
+    assert result.rc == 0, f"{node}: reading the LiveKit nodes in Redis failed: {result.stderr[-400:]}"
+    nodes = json.loads(result.stdout)
+    expected = {str(h.get("public_ip") or h["private_ip"]) for h in inventory["groups"]["sfu"]}
+    serving = {n["ip"] for n in nodes if n["available"]}
+    assert expected <= serving, (
+        f"{node}: LiveKit nodes not registered and serving: {sorted(expected - serving)}; Redis has {nodes}"
+    )
