@@ -163,9 +163,6 @@ echo "rolling LiveKit upgrade (tests/lab/test_rolling_upgrade.py)"
 python -m pytest tests/lab/test_rolling_upgrade.py -s -q -p no:cacheprovider 2>&1 | grep '^UPGRADE-' | sed 's/^/  /'
 echo "PostgreSQL minor update and coturn rolling restart with a relayed call (tests/lab/test_rolling_turn_db.py)"
 python -m pytest tests/lab/test_rolling_turn_db.py -s -q -p no:cacheprovider 2>&1 | grep '^UPGRADE-' | sed 's/^/  /'
-echo "fault drills: SFU node and TURN node powered off during a meeting (tests/lab/test_drill_{sfu,turn}.py)"
-python -m pytest tests/lab/test_drill_sfu.py tests/lab/test_drill_turn.py -s -q -p no:cacheprovider 2>&1 \
-  | grep '^DRILL-' | sed 's/^/  /'
 echo "second converge, nothing changed (tests/lab/test_converge_idempotent.py)"
 python -m pytest tests/lab/test_converge_idempotent.py -q -p no:cacheprovider -k apply \
   --junitxml=/tmp/bench-idempotent.xml >/dev/null 2>&1 || echo "  (FAILED: a converge changed something)"
