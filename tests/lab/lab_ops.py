@@ -135,9 +135,16 @@ def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str, *, check:
 
 @contextlib.contextmanager
 def call_traffic(
-    work: Path, outputs: dict[str, Any], *, meeting_seconds: float, extra: tuple[str, ...] = ()
+    work: Path,
+    outputs: dict[str, Any],
+    *,
+    meeting_seconds: float,
+    extra: tuple[str, ...] = (),
+    script: str = "upgrade_traffic.py",
+    probe_interval: float = 3,
 ) -> Iterator[dict[str, Any]]:
-    """Run tests/lab/upgrade_traffic.py (a meeting plus a probe joining every 3 s) for the body.
+    """Run tests/lab/upgrade_traffic.py (a meeting plus a probe joining every 3 s) for the body
+    (or `script`, e.g. the drills' drill_traffic.py, which takes the same arguments).
 
     Yields the meeting once its media flows. When the body ends, the probe stops as soon as the
     meeting has left on its own; the report is then in `work / "traffic.json"`. The outputs (with
@@ -151,10 +158,10 @@ def call_traffic(
     log = (work / "traffic.log").open("w", encoding="utf-8")
     process = subprocess.Popen(
         [
-            sys.executable, str(ROOT / "tests" / "lab" / "upgrade_traffic.py"),
+            sys.executable, str(ROOT / "tests" / "lab" / script),
             "--outputs-file", str(outputs_file), "--report", str(work / "traffic.json"),
             "--ready-file", str(ready), "--stop-file", str(stop),
-            "--meeting-seconds", str(meeting_seconds), "--probe-interval", "3", *extra,
+            "--meeting-seconds", str(meeting_seconds), "--probe-interval", str(probe_interval), *extra,
         ],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -186,3 +193,42 @@ def rollout_figures(log: str, role: str) -> list[dict[str, str]]:
         if line.startswith("UPGRADE-FIGURE") and f" role={role} " in line:
             found.append(dict(part.split("=", 1) for part in line.split()[1:] if "=" in part))
     return found
+
+
+def power_cut(name: str) -> float:
+    """Pull the plug of lab machine `name` (e.g. `lab-sfu-1`): SIGKILL its systemd-nspawn and every
+    process running in it at once, so nothing shuts down, drains or says goodbye, as when a
+    hypervisor dies. Returns the wall-clock time of the cut. `scripts/lab.sh up` brings it back."""
+    from visio_infra.cloud.lab.host import pid_alive, processes_rooted_in
+    from visio_infra.cloud.lab.machine import is_our_nspawn, recorded_pid
+    from visio_infra.cloud.lab.plan import LabPaths
+
+    paths = LabPaths(STACK)
+    nspawn = recorded_pid(paths, name)
+    pids = processes_rooted_in(paths.machine_dir(name))
+    if is_our_nspawn(nspawn, STACK, name):
+        assert nspawn is not None
+        pids.append(nspawn)
+    assert pids, f"{name}: no running machine to power off"
+    cut = time.time()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in pids if pid_alive(pid)]
+    assert not alive, f"{name}: processes {alive} survived SIGKILL"
+    return cut
+
+
+def lab_up() -> tuple[int, str]:
+    """`scripts/lab.sh up` of this lab (VISIO_LAB_STACK): recreates machines that are gone, converges."""
+    return run(["env", f"VISIO_LAB_STACK={STACK}", "bash", "scripts/lab.sh", "up"], timeout=2400)
+
+
+def drill_figures(name: str, figures: dict[str, Any], record_property: Any) -> None:
+    """Print `DRILL-<name> key=value ...` (the bench greps stdout) and record each figure in JUnit."""
+    print(f"DRILL-{name} stack={STACK} " + " ".join(f"{k}={v}" for k, v in figures.items()))
+    for key, value in figures.items():
+        record_property(f"drill_{name.lower()}_{key}", value)

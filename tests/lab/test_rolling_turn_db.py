@@ -9,20 +9,21 @@ PostgreSQL minor update, replicas first (test_postgresql_minor_update_replica_fi
   before), every replica streaming and `visio verify -k db` green.
 
 coturn drain with a relayed participant (test_turn_rolling_restart_keeps_a_relayed_call):
-  a TURN node can only drain while another one serves, so the lab is scaled out to two TURN nodes
-  with `pulumi up` (a copy of the stack file with `sizing.nodes.turn: 2`; the shared file is never
-  written). A meeting relayed only through the first TURN node keeps publishing while
+  a TURN node can only drain while another one serves; the lab pins two TURN nodes. A meeting
+  relayed only through the first TURN node keeps publishing while
   `visio upgrade lab --role turn --restart` drains (new clients refused) and restarts every TURN node one at a
   time, and a probe joins a new relay-only room every few seconds. Passes only if the meeting
   stays connected until it leaves on its own, its media went through that node, every probe join
   succeeds, both coturn processes were replaced, the meeting's node waited for it to leave while an
   allocation abandoned by its client on the other node did not hold that node's drain, and
-  `visio verify lab` passes on the scaled-out lab. The lab is scaled back to one TURN node after.
+  `visio verify lab` passes.
 
 An interrupted `pulumi up` converges when run again (test_an_interrupted_up_converges_when_run_again):
-  the scale-out above is first interrupted hard (two Ctrl-C's while the second TURN machine is being
+  a scale-out by one TURN node (a copy of the stack file with one more in `sizing.nodes.turn`; the
+  shared file is never written) is interrupted hard (two Ctrl-C's while the new TURN machine is being
   created, which leaves its create pending in the state); the same command run again must finish
-  with nothing pending, exactly the inventory's machines on disk and the new node configured.
+  with nothing pending, exactly the inventory's machines on disk and the new node configured. The
+  lab is scaled back in after.
 
 Why a restart and not a version change: Debian 12 carries one coturn release (4.6.1-1), so there is
 no second version to roll to; the restart takes exactly the upgrade's path (drain, install the
@@ -182,7 +183,7 @@ def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     outputs = fetch_outputs(STACK)
     inventory = outputs["inventory"]
     turn_nodes = inventory["groups"]["turn"]
-    assert len(turn_nodes) == 2, f"expected the scaled-out lab to have two TURN nodes: {turn_nodes}"
+    assert len(turn_nodes) >= 2, f"expected the lab to have two TURN nodes or more: {turn_nodes}"
     meeting_node = turn_nodes[0]
     meeting_ip = meeting_node.get("public_ip") or meeting_node["private_ip"]
     pids_before = _coturn_pids(inventory)
@@ -238,21 +239,37 @@ def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     assert rc == 0, "visio verify lab failed after the TURN rollout"
 
 
+def _turn_count(text: str) -> int:
+    found = TURN_NODES.findall(text)
+    assert len(found) == 1, f"expected one sizing.nodes.turn in {STACK_FILE}"
+    return int(found[0][1])
+
+
 @pytest.fixture(scope="module")
-def two_turn_lab() -> Iterator[dict[str, Any]]:
-    """The lab scaled out to two TURN nodes, the way an operator whose first attempt was cut off
+def turn_lab() -> dict[str, Any]:
+    """The lab as it is: it pins two TURN nodes (2 serving, as the sizing floor gives a ministry
+    before its spare), so a TURN node can drain while the other serves."""
+    assert _turn_count(STACK_FILE.read_text(encoding="utf-8")) >= 2, (
+        f"{STACK_FILE}: sizing.nodes.turn must be at least 2 (a TURN node drains only while another serves)"
+    )
+    return {"work": private_dir("visio-turn-rollout-"), "config_file": STACK_FILE}
+
+
+@pytest.fixture(scope="module")
+def scaled_out_lab() -> Iterator[dict[str, Any]]:
+    """The lab scaled out by one TURN node, the way an operator whose first attempt was cut off
     would get there: the first `pulumi up` is interrupted hard while the new machine is being created
     (its create is left pending in the state), the same command run again must converge. The lab is
-    scaled back to one TURN node at the end of the module."""
+    scaled back in at the end of the module."""
     original = STACK_FILE.read_bytes()
     text = original.decode("utf-8")
-    assert len(TURN_NODES.findall(text)) == 1, f"expected one sizing.nodes.turn in {STACK_FILE}"
-    work = private_dir("visio-turn-rollout-")
+    count = _turn_count(text)
+    work = private_dir("visio-turn-scale-")
     scaled = work / f"Pulumi.{STACK}.yaml"
-    scaled.write_text(TURN_NODES.sub(lambda m: f"{m.group(1)}2", text), encoding="utf-8")
+    scaled.write_text(TURN_NODES.sub(lambda m: f"{m.group(1)}{count + 1}", text), encoding="utf-8")
 
     started = time.monotonic()
-    interrupted_rc, _ = pulumi_up_interrupted(STACK, scaled, when=f"{STACK}-turn-2 creating")
+    interrupted_rc, _ = pulumi_up_interrupted(STACK, scaled, when=f"{STACK}-turn-{count + 1} creating")
     pending = pending_operations(STACK)
     interrupted_s = time.monotonic() - started
     started = time.monotonic()
@@ -266,32 +283,33 @@ def two_turn_lab() -> Iterator[dict[str, Any]]:
         assert rc == 0, "pulumi up run again after the interrupted scale-out failed (see its output above)"
         yield {
             "work": work, "config_file": scaled, "interrupted_rc": interrupted_rc, "pending": pending,
-            "resumed_log": resumed_log,
+            "resumed_log": resumed_log, "turn_nodes": count + 1,
         }
     finally:
         started = time.monotonic()
         rc, _ = pulumi_up(STACK)
         print(f"UPGRADE-FIGURE-TURN stack={STACK} scale_in_seconds={time.monotonic() - started:.1f}")
         assert STACK_FILE.read_bytes() == original, f"{STACK_FILE} changed during the test"
-        assert rc == 0, "pulumi up back to one TURN node failed (see its output above)"
+        assert rc == 0, f"pulumi up back to {count} TURN nodes failed (see its output above)"
 
 
-def test_an_interrupted_up_converges_when_run_again(two_turn_lab: dict[str, Any]) -> None:
-    assert two_turn_lab["interrupted_rc"] != 0, "the interrupted pulumi up should have failed"
-    if two_turn_lab["pending"]:
+def test_an_interrupted_up_converges_when_run_again(scaled_out_lab: dict[str, Any]) -> None:
+    assert scaled_out_lab["interrupted_rc"] != 0, "the interrupted pulumi up should have failed"
+    if scaled_out_lab["pending"]:
         # lab.sh clears what the cut-off create left pending; the machine provider adopts the rest.
-        assert re.search(r"left \d+ operation\(s\) pending: clearing them", two_turn_lab["resumed_log"])
+        assert re.search(r"left \d+ operation\(s\) pending: clearing them", scaled_out_lab["resumed_log"])
     assert pending_operations(STACK) == [], "the state still records operations in flight"
     outputs = fetch_outputs(STACK)
     inventory = outputs["inventory"]
     names = sorted(h["name"] for hosts in inventory["groups"].values() for h in hosts)
-    assert [h["name"] for h in inventory["groups"]["turn"]] == [f"{STACK}-turn-1", f"{STACK}-turn-2"]
+    wanted = [f"{STACK}-turn-{i}" for i in range(1, scaled_out_lab["turn_nodes"] + 1)]
+    assert [h["name"] for h in inventory["groups"]["turn"]] == wanted
     machines = LabPaths(STACK).machines
     on_disk = sorted(p.name for p in machines.iterdir() if not p.name.startswith("."))
     assert on_disk == names, f"machine trees under {machines}: {on_disk}, inventory: {names}"
     # The new node was configured by the resumed run, like any other.
-    assert ssh(inventory, inventory["groups"]["turn"][1], "systemctl is-active coturn") == "active"
+    assert ssh(inventory, inventory["groups"]["turn"][-1], "systemctl is-active coturn") == "active"
 
 
-def test_turn_rolling_restart_keeps_a_relayed_call(two_turn_lab: dict[str, Any]) -> None:
-    _turn_rollout_with_a_relayed_meeting(two_turn_lab["work"], two_turn_lab["config_file"])
+def test_turn_rolling_restart_keeps_a_relayed_call(turn_lab: dict[str, Any]) -> None:
+    _turn_rollout_with_a_relayed_meeting(turn_lab["work"], turn_lab["config_file"])

@@ -173,8 +173,8 @@ class ListenerPlan:
 
 
 INTERNAL_LISTENERS: dict[str, set[tuple[str, int]]] = {
-    # LiveKit's plain HTTP API: nginx proxies to it on loopback; the role also binds it on the
-    # private address for in-cloud health checks. The firewall never opens it.
+    # LiveKit's plain HTTP API: nginx proxies to it on loopback, and the peer SFU nodes' fronts fall
+    # back to it on the private address (the firewall opens it to them only). Never on a wildcard.
     "sfu": {("tcp", LIVEKIT_HTTP_PORT)},
 }
 
@@ -230,6 +230,10 @@ def compare_listeners(
         key = (item.proto, item.port)
         if key in plan.absent:
             unexpected.append(f"{item} ({plan.absent[key]})")
+            continue
+        if key in plan.private_only:
+            if item.address != private_ip:
+                unexpected.append(str(item))
             continue
         if key in plan.required:
             continue

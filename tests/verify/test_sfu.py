@@ -20,6 +20,17 @@ HEALTH = (
 )
 
 
+# Asked on the node itself: the front's peer-only location answers from a peer's LiveKit (loopback only).
+PEER_HEALTH = (
+    "python3 -c \"import ssl,urllib.request;c=ssl._create_unverified_context();"
+    "r=urllib.request.urlopen('https://127.0.0.1/visio-front/peer-health',timeout=5,context=c);"
+    "print(r.status, r.headers.get('X-Visio-Upstream'))\""
+)
+
+# The LiveKit nodes in Redis as the room allocator sees them, read on an SFU node with LiveKit's own
+# Redis settings (the password never leaves the node), by the module the upgrade gate uses.
+
+
 def _tls_context(ca_file: str) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -94,3 +105,21 @@ def test_node_ip_is_the_public_address(node, facts):
         f"{node}: rtc.node_ip is {rtc.get('node_ip')!r}, the node's public address is {node.public_ip}"
     )
     assert not rtc.get("use_external_ip"), f"{node}: use_external_ip would discover the address by STUN"
+
+
+def test_front_falls_back_to_a_peer_livekit(node, inventory):
+    """Each node's TLS front can hand signalling to a peer's LiveKit (what it does when its own
+    LiveKit is stopped or drained): asked for it, it answers 200 from a peer."""
+    sfu = inventory["groups"]["sfu"]
+    peers = {f"{h['private_ip']}:{LIVEKIT_HTTP_PORT}" for h in sfu if h["name"] != node.name}
+    result = node.host.run(PEER_HEALTH)
+    answer = result.stdout.split()
+    if not peers:  # one SFU node: nothing to fall back to, and the front says so
+        assert result.rc != 0 or answer[:1] != ["200"], f"{node}: a peer answered on a one-node stack"
+        return
+    assert result.rc == 0 and len(answer) == 2, (
+        f"{node}: peer health gave {result.stdout or result.stderr[-300:]}"
+    )
+    assert answer[0] == "200" and answer[1] in peers, (
+        f"{node}: peer health answered {answer}, peers {sorted(peers)}"
+    )

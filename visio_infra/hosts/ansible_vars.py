@@ -249,14 +249,19 @@ def group_vars(
 
     # LiveKit: pinned binary, own STUN/TURN only, Redis routing, TLS signalling via nginx.
     if sfu:
-        turn_hosts = turn_public if lab else [config.domains.turn]
+        # Plain TURN (udp/tcp 3478) is handed out once per TURN node, by address: a client resolves a
+        # TURN name to ONE address, so with a name alone every client whose address was the lost
+        # node's has no relay until its DNS answer changes; with every node listed, ICE finds a relay
+        # on a surviving node as soon as it restarts. TLS (443) keeps the certificate's name (in
+        # the lab, the nodes' addresses: the lab has no DNS).
         turn_servers: list[dict[str, Any]] = []
-        for host in turn_hosts:
+        for host in turn_public:
             turn_servers += [
                 {"host": host, "port": 3478, "protocol": "udp"},
                 {"host": host, "port": 3478, "protocol": "tcp"},
-                {"host": host, "port": 443, "protocol": "tls"},
             ]
+        for host in turn_public if lab else [config.domains.turn]:
+            turn_servers.append({"host": host, "port": 443, "protocol": "tls"})
         per_group["sfu"].update(
             {
                 "livekit_version": config.versions.livekit,

@@ -21,7 +21,8 @@ SSH_PORT = 22
 HTTPS_PORT = 443
 """TLS signalling on SFU nodes (a local TLS terminator in front of LiveKit 7880) and TURN over TLS."""
 LIVEKIT_HTTP_PORT = 7880
-"""LiveKit's plain HTTP/WebSocket listener: only reached locally by the TLS terminator, never opened."""
+"""LiveKit's plain HTTP/WebSocket listener: reached by the TLS terminator of its own node and, as
+their fallback, by the peer SFU nodes' terminators (private side only); never open to anyone else."""
 LIVEKIT_METRICS_PORT = 6789
 """LiveKit `prometheus.port`, reachable from the monitoring CIDR only."""
 TURN_PORT = 3478
@@ -145,6 +146,8 @@ def _sfu(config: StackConfig) -> list[Rule]:
     rules = [
         _from_world("sfu", "signalling-tls", "tcp", HTTPS_PORT),
         _from_world("sfu", "ice-tcp", "tcp", ports.sfu_ice_tcp_port),
+        # Each node's TLS front falls back to its peers' LiveKit when its own is stopped or drained.
+        _from_role("sfu", "livekit-peers", "tcp", LIVEKIT_HTTP_PORT, "sfu"),
     ]
     if ports.sfu_udp_range is not None:
         media = ports.sfu_udp_range

@@ -240,3 +240,48 @@ def test_turn_drain_ruleset_rejects_only_new_turn_clients():
         "udp dport 3478 update @udp6_clients { ip6 saddr . udp sport }",
     ]
     assert text.count("timeout 15s") == 2
+
+
+def _front(front: str, out: list[str], sfu: tuple[str, ...] = ("sfu-1", "sfu-2", "sfu-3")) -> list[str]:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from visio_infra.hosts.rolling_upgrade import ROOT
+
+    env = Environment(  # noqa: S701 (an nginx configuration, not HTML)
+        loader=FileSystemLoader(ROOT / "roles" / "livekit" / "templates"), undefined=StrictUndefined
+    )
+    env.filters["difference"] = lambda a, b: [x for x in a if x not in b]  # Ansible's filter
+    hostvars = {name: {"private_ip": f"10.0.0.{i}"} for i, name in enumerate(sfu, start=1)}
+    text = env.get_template("nginx-livekit-upstream.conf.j2").render(
+        ansible_managed="managed", livekit_front_host=front, livekit_front_out=out,
+        livekit_sfu_hosts=list(sfu), hostvars=hostvars, livekit_http_port=7880,
+        livekit_front_fail_timeout_seconds=10,
+    )
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(("upstream", "server"))]
+
+
+def test_front_sends_to_its_own_livekit_first_and_to_the_peers_as_backup():
+    assert _front("sfu-2", []) == [
+        "upstream livekit_signalling {",
+        "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s;",
+        "server 10.0.0.1:7880 max_fails=1 fail_timeout=10s backup;",
+        "server 10.0.0.3:7880 max_fails=1 fail_timeout=10s backup;",
+        "upstream livekit_peers {",
+        "server 10.0.0.1:7880 max_fails=1 fail_timeout=10s;",
+        "server 10.0.0.3:7880 max_fails=1 fail_timeout=10s;",
+    ]
+
+
+def test_a_drained_node_is_out_of_its_own_front_and_its_peers():
+    own = _front("sfu-2", ["sfu-2"])
+    assert own[1] == "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s down;"
+    peer = _front("sfu-1", ["sfu-2"])
+    assert "server 10.0.0.2:7880 max_fails=1 fail_timeout=10s backup down;" in peer
+    assert "server 10.0.0.2:7880 max_fails=1 fail_timeout=10s down;" in peer
+    assert peer[1] == "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s;"
+
+
+def test_a_single_node_front_keeps_its_only_livekit():
+    lines = _front("sfu-1", ["sfu-1"], sfu=("sfu-1",))
+    assert lines[1] == "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s;"
+    assert lines[-1] == "server 127.0.0.1:7880 down;"

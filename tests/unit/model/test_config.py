@@ -100,7 +100,7 @@ def test_ministry_stacks_do_not_share_address_space() -> None:
 def test_lab_keeps_its_pinned_counts_and_network() -> None:
     lab = load_stack_file(STACKS_DIR / "Pulumi.lab.yaml")
     assert isinstance(lab.cloud, LabCloud)
-    assert dict(lab.sizing.nodes) == {"sfu": 2, "turn": 1, "db": 3, "redis": 3, "bastion": 0}
+    assert dict(lab.sizing.nodes) == {"sfu": 2, "turn": 2, "db": 3, "redis": 3, "bastion": 0}
     assert str(lab.cloud.subnet) == "10.77.0.0/24"
     assert (str(lab.network.edge_cidr), str(lab.network.data_cidr), str(lab.network.admin_cidr)) == (
         "10.77.0.64/27",

@@ -26,10 +26,11 @@ def test_one_rule_list_per_role(rules):
     assert set(rules) == set(ROLES)
 
 
-def test_sfu_exactly_tls_ice_and_media_range(rules):
+def test_sfu_exactly_tls_ice_media_range_and_peer_fallback(rules):
     assert _ingress(rules["sfu"]) == {
         ("tcp", 443, 443, "0.0.0.0/0"),
         ("tcp", 7881, 7881, "0.0.0.0/0"),
+        ("tcp", 7880, 7880, "group:sfu"),
         ("udp", 50000, 60000, "0.0.0.0/0"),
         ("tcp", 6789, 6789, "10.40.0.0/28"),
         ("tcp", 22, 22, "group:bastion"),
@@ -108,11 +109,14 @@ def test_ssh_on_every_node_only_from_the_bastion_group(rules):
                 assert rule.remote_role == "bastion"
 
 
-def test_nothing_sensitive_is_world_open_and_7880_is_never_open(rules):
+def test_nothing_sensitive_is_world_open_and_7880_only_from_sfu_peers(rules):
     for role_rules in rules.values():
         for rule in role_rules:
             assert world_open_sensitive(rule) == [], rule
-            assert not (rule.direction == "ingress" and rule.covers("tcp", 7880)), rule
+            if rule.direction == "ingress" and rule.covers("tcp", 7880):
+                # The signalling fronts' fallback: SFU nodes reach each other's LiveKit, nobody else.
+                assert (rule.role, rule.remote_role, rule.remote_cidr) == ("sfu", "sfu", None), rule
+    assert any(r.covers("tcp", 7880) and r.remote_role == "sfu" for r in rules["sfu"])
 
 
 def test_world_open_sensitive_detects_bad_rules():

@@ -311,7 +311,7 @@ def test_db_follows_users() -> None:
 
 def test_lab_is_pinned_free_and_without_spare_or_bastion() -> None:
     lab = plan(load_stack_file(STACKS_DIR / "Pulumi.lab.yaml"))
-    assert lab.counts == {"sfu": 2, "turn": 1, "db": 3, "redis": 3, "bastion": 0}
+    assert lab.counts == {"sfu": 2, "turn": 2, "db": 3, "redis": 3, "bastion": 0}
     assert lab.monthly_eur == 0
     assert all(r.count_pinned for r in lab.roles.values())
 

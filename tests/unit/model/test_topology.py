@@ -16,7 +16,7 @@ def lab():
 def test_lab_topology(lab):
     nodes = plan_nodes(lab, lab.sizing.nodes)
     roles = [n.role for n in nodes]
-    assert roles.count("sfu") == 2 and roles.count("turn") == 1
+    assert roles.count("sfu") == 2 and roles.count("turn") == 2
     assert roles.count("db") == 3 and roles.count("redis") == 3 and "bastion" not in roles
     assert [n.name for n in nodes if n.role == "sfu"] == ["lab-sfu-1", "lab-sfu-2"]
 

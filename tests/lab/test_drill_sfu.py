@@ -1,0 +1,92 @@
+"""Fault drill: the SFU node hosting a meeting loses its power (needs the lab up, 2+ SFU nodes).
+
+1. A meeting (publisher + subscriber, media flowing) hosted on one SFU node, signalling through that
+   node's address, and a probe joining a new room every 1.5 s through the SFU addresses in turn
+   (tests/lab/drill_traffic.py, its own process).
+2. The meeting's machine is powered off for real: its systemd-nspawn and everything in it SIGKILLed
+   (tests/lab/lab_ops.py power_cut), no shutdown, no drain.
+3. Measured: the time from the cut until the subscriber decodes video again, with both participants
+   back in the room on a surviving node. The LiveKit SDK cannot resume a signalling connection to a
+   dead address, so the test client rejoins the room through the next SFU address that answers
+   (as the Meet front end does after a failed reconnect); LiveKit moves the room to a live node
+   once the dead node's stats in Redis are stale (5 s).
+4. Every probe join during the drill must succeed: a stopped node's address still answers through
+   the health check only when its front runs, so the probe skips a dead address, as a browser falls
+   back to the next address of a round-robin name.
+5. The machine comes back with `scripts/lab.sh up`, and `visio verify` passes (it serves again).
+Figures: `DRILL-SFU ...` on stdout and as JUnit properties. Bounded: the meeting lasts
+MEETING_SECONDS, the rejoin gives up after 90 s, the probe stops with the meeting.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.lab.lab_ops import STACK, call_traffic, drill_figures, lab_up, power_cut, private_dir, visio
+from visio_infra.commands.verify import fetch_outputs
+
+pytestmark = pytest.mark.labhost
+
+MEETING_SECONDS = 75
+"""From the meeting's first frame: ~8 s before the cut, then time to recover and prove it lasts."""
+BEFORE_CUT_SECONDS = 8
+RECOVERY_TARGET_SECONDS = 30
+"""Participants back in a call within this (ping timeout of a dead node + rejoin)."""
+
+
+def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
+    outputs = fetch_outputs(STACK)
+    sfu = outputs["inventory"]["groups"]["sfu"]
+    assert len(sfu) >= 2, "the SFU drill needs at least two SFU nodes"
+    work = private_dir("visio-drill-sfu-")
+    with call_traffic(
+        work, outputs, meeting_seconds=MEETING_SECONDS, script="drill_traffic.py", probe_interval=1.5
+    ) as meeting:
+        victim = meeting["node"]
+        print(f"meeting {meeting['room']} on {victim}: cutting its power in {BEFORE_CUT_SECONDS} s")
+        time.sleep(BEFORE_CUT_SECONDS)
+        cut = power_cut(victim)
+        print(f"{victim} powered off at {cut:.3f}")
+    report = json.loads((work / "traffic.json").read_text())
+    meeting, probe = report["meeting"], report["probe"]
+    (work / "events.json").write_text(json.dumps(meeting["events"], indent=2))
+    recoveries = [r for r in meeting.get("recoveries", []) if r["back_wall"] > cut]
+    during = [w for w in probe.get("wall", []) if w >= cut]
+    figures: dict[str, Any] = {
+        "victim": victim,
+        "recovered": bool(recoveries),
+        "recovery_s": round(recoveries[0]["back_wall"] - cut, 2) if recoveries else None,
+        "how": recoveries[0]["how"] if recoveries else None,
+        "rejoin_attempts": recoveries[0].get("attempts") if recoveries else None,
+        "host_after": meeting.get("host_at_leave"),
+        "probe_joins": probe["joins"],
+        "probe_ok": probe["ok"],
+        "probe_failures": len(probe["failures"]),
+        "probe_joins_after_cut": len(during),
+        "probe_skipped_unhealthy": sum(probe["skipped_unhealthy"].values()),
+    }
+    drill_figures("SFU", figures, record_property)
+    print(f"meeting events: {json.dumps(meeting['events'])[-3000:]}")
+
+    assert not meeting.get("error"), meeting.get("error")
+    assert recoveries, f"the meeting never came back after {victim} was lost: {meeting['events'][-10:]}"
+    assert figures["host_after"] not in (None, victim), f"meeting not on a surviving node: {figures}"
+    assert meeting["connected_at_leave"] == {"publisher": 1, "subscriber": 1}, meeting["connected_at_leave"]
+    assert figures["recovery_s"] <= RECOVERY_TARGET_SECONDS, f"recovery took {figures['recovery_s']} s"
+    assert len(during) >= 10, f"too few probe joins after the cut: {len(during)}"
+    assert not probe["failures"], f"probe joins failed during the drill: {probe['failures']}"
+
+    # The node comes back the documented way and serves again.
+    started = time.monotonic()
+    rc, _ = lab_up()
+    assert rc == 0, "scripts/lab.sh up did not bring the lab back (see its output above)"
+    rc, _ = visio("verify", STACK)
+    back = round(time.monotonic() - started, 1)
+    drill_figures(
+        "SFU", {"victim": victim, "back_with_lab_up_s": back, "verify_after": rc == 0}, record_property
+    )
+    assert rc == 0, f"visio verify {STACK} failed after {victim} came back"
