@@ -66,7 +66,7 @@ BREAKAGES = [
         "Redis bound to every address without protected mode",
         "redis",
         "sed -i -e 's/^bind .*/bind 0.0.0.0/' -e 's/^protected-mode yes/protected-mode no/' "
-        "/etc/redis/redis.conf && systemctl restart redis-server",
+        "/etc/redis/visio-redis.conf && systemctl restart redis-server",
         "test_redis",
         ("test_bound_to_private_address_only",),
     ),
@@ -75,13 +75,14 @@ BREAKAGES = [
         "redis",
         _input_chain_rule("tcp dport 6379 accept"),
         "test_redis",
-        ("test_refused_from_outside",),
+        # From this host (Meet's app range in the lab, allowed with the password) it cannot show:
+        # a DB or TURN node reaching Redis does.
+        ("test_refused_from_nodes_that_are_not_sfu",),
     ),
     Breakage(
         "replica removed",
         "db",
-        "systemctl disable --now $(systemctl list-units --type=service --no-legend 'postgresql@*' "
-        "| awk '{print $1}')",
+        "systemctl disable --now patroni",  # Patroni runs PostgreSQL: the member leaves the cluster
         "replicas_stream or appears_on_replicas",
         ("test_replicas_stream_with_bounded_lag",),
     ),
@@ -127,8 +128,9 @@ def _target(outputs_file: Path, role: str) -> tuple[str, list[str]]:
     outputs = json.loads(outputs_file.read_text(encoding="utf-8"))
     inventory = outputs["inventory"]
     hosts = inventory["groups"][role]
-    # The replica is the second DB node; every other break hits the role's first node.
-    host = hosts[1] if role == "db" else hosts[0]
+    # DB and Redis: the second node, a standby/replica at first (breaking the leader or master would
+    # test a failover, which the drills do); every other break hits the role's first node.
+    host = hosts[1] if role in ("db", "redis") else hosts[0]
     connection = inventory.get("connection") or {}
     ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
     if connection.get("ssh_key_file"):
