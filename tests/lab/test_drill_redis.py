@@ -20,6 +20,7 @@ Figures: a `DRILL-REDIS ...` line on stdout and the same as JUnit properties.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -99,6 +100,23 @@ def outputs() -> dict[str, Any]:
     return found
 
 
+def _livekit_serving_on(address: str, password: str, sfu: set[str]) -> bool:
+    """Every SFU node SERVING with fresh stats in this Redis: only then can LiveKit place a room (just
+    after a promotion the stats it could not write during the outage are stale: "could not find any
+    available nodes"). Read from this host, in Meet's app range, with the password."""
+    spec = importlib.util.spec_from_file_location(
+        "visio_livekit_nodes", ROOT / "playbooks" / "library" / "visio_livekit_nodes.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        nodes = module.list_nodes(address, password)
+    except OSError:
+        return False
+    return sfu <= {n["ip"] for n in nodes if n["available"]}
+
+
 def _converge_redis(outputs: dict[str, Any]) -> ansible_run.RunResult:
     return ansible_run.converge(
         load_stack_file(stack_file(STACK)), outputs["inventory"], secrets_from_outputs(outputs),
@@ -142,8 +160,14 @@ def test_redis_master_lost_under_join_load(outputs: dict[str, Any], record_prope
             new = next((n for n in survivors if n["private_ip"] in seen), None)
             return new is not None and _info(inventory, new).get("role") == "master"
 
-        failed_over_at = _wait("the Sentinels promote a replica", FAILOVER_DEADLINE, promoted)
+        promoted_at = _wait("the Sentinels promote a replica", FAILOVER_DEADLINE, promoted)
         new_ip = _master_seen_by(inventory, survivors[0])
+        # The failover is over for LiveKit once every node has written fresh stats to the new master.
+        sfu = {str(h.get("public_ip") or h["private_ip"]) for h in inventory["groups"]["sfu"]}
+        failed_over_at = _wait(
+            "every LiveKit node SERVING on the new master", FAILOVER_DEADLINE,
+            lambda: _livekit_serving_on(f"{new_ip}:{REDIS_PORT}", outputs["redis_password"], sfu),
+        )
         rejoined_at: float | None = None
 
         def rejoined_and_loaded() -> bool:
@@ -190,6 +214,7 @@ def test_redis_master_lost_under_join_load(outputs: dict[str, Any], record_prope
     after_last = [a for a in attempts if last_failed is not None and a["start"] > last_failed]
     back = min((a["end"] for a in after_last if a["ok"]), default=None)
     figures = {
+        "promoted_s": round(promoted_at - killed_at, 2),
         "failover_s": round(failed_over_at - killed_at, 2),
         "first_join_after_loss_s": round(first_ok - killed_at, 2) if first_ok else None,
         "last_failed_join_s": round(last_failed - killed_at, 2) if last_failed else None,
