@@ -95,17 +95,9 @@ class OpenStackNode(pulumi.ComponentResource):
             local_image = args.image_id
             instance_ignore += [] if follows_image else LOCAL_DISK_IGNORE_CHANGES
         else:
-            if not args.boot_volume_type:
-                raise ValueError(f"{spec.name}: a boot volume needs the encrypted volume type")
-            volume = openstack.blockstorage.Volume(
-                f"{name}-boot",
-                name=f"{spec.name}-boot",
-                description=f"Boot disk of {spec.name} (encrypted at rest)",
-                size=args.boot_volume_gib,
-                volume_type=args.boot_volume_type,
+            volume = self._encrypted_volume(
+                name, args, "boot", args.boot_volume_gib, args.boot_volume_type, f"Boot disk of {spec.name}",
                 image_id=args.image_id,
-                availability_zone=spec.zone,
-                metadata=tagging.metadata(args.ministry, role, purpose="boot", **labels),
                 opts=pulumi.ResourceOptions(
                     parent=self, ignore_changes=[] if follows_image else BOOT_VOLUME_IGNORE_CHANGES
                 ),
@@ -143,16 +135,8 @@ class OpenStackNode(pulumi.ComponentResource):
         self.ready: list[pulumi.Resource] = [instance]
 
         if args.data_volume_gib:
-            if not args.data_volume_type:
-                raise ValueError(f"{spec.name}: a data volume needs the encrypted volume type")
-            data = openstack.blockstorage.Volume(
-                f"{name}-data",
-                name=f"{spec.name}-data",
-                description=f"Data of {spec.name} (encrypted at rest)",
-                size=args.data_volume_gib,
-                volume_type=args.data_volume_type,
-                availability_zone=spec.zone,
-                metadata=tagging.metadata(args.ministry, role, purpose="data", **labels),
+            data = self._encrypted_volume(
+                name, args, "data", args.data_volume_gib, args.data_volume_type, f"Data of {spec.name}",
                 opts=child,
             )
             self.ready.append(
@@ -175,3 +159,24 @@ class OpenStackNode(pulumi.ComponentResource):
         else:
             self.public_ip = pulumi.Output.from_input(None)
         self.register_outputs({"private_ip": str(spec.private_ip), "public_ip": self.public_ip})
+
+    @staticmethod
+    def _encrypted_volume(
+        name: str, args: NodeArgs, purpose: str, size_gib: int, volume_type: str | None, what: str,
+        opts: pulumi.ResourceOptions, image_id: pulumi.Input[str] | None = None,
+    ) -> openstack.blockstorage.Volume:
+        """A node's boot or data volume, always on the encrypted type: both hold secrets."""
+        spec = args.spec
+        if not volume_type:
+            raise ValueError(f"{spec.name}: a {purpose} volume needs the encrypted volume type")
+        return openstack.blockstorage.Volume(
+            f"{name}-{purpose}",
+            name=f"{spec.name}-{purpose}",
+            description=f"{what} (encrypted at rest)",
+            size=size_gib,
+            volume_type=volume_type,
+            image_id=image_id,
+            availability_zone=spec.zone,
+            metadata=tagging.metadata(args.ministry, spec.role, purpose=purpose, node=spec.name),
+            opts=opts,
+        )
