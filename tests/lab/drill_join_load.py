@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.lab.upgrade_traffic import Traffic
+from tests.lab.upgrade_traffic import Traffic, harness_parser, run_harness
 from visio_infra.probes.livekit_call import ssl_context, trust_bundle
 
 
@@ -77,29 +76,14 @@ class JoinLoad(Traffic):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outputs-file", required=True)
-    parser.add_argument("--report", required=True)
-    parser.add_argument("--ready-file", required=True)
-    parser.add_argument("--stop-file", required=True)
+    parser = harness_parser(__doc__.splitlines()[0], max_seconds=600)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--max-seconds", type=float, default=600)
     args = parser.parse_args(argv)
     # What Traffic's helpers read (TLS signalling on 443, no relay, no meeting).
     args.scheme, args.port, args.relay, args.meeting_turn_uri = "wss", None, False, None
     args.metrics_port = 6789
-    outputs = json.loads(Path(args.outputs_file).read_text(encoding="utf-8"))
-    args.nodes = [
-        {"name": h["name"], "private_ip": h["private_ip"], "public_ip": h.get("public_ip") or h["private_ip"]}
-        for h in outputs["inventory"]["groups"]["sfu"]
-    ]
-    load = JoinLoad(args, outputs)
-    try:
-        asyncio.run(load.run())
-    finally:
-        Path(args.report).write_text(json.dumps({"attempts": load.attempts}, indent=1), encoding="utf-8")
-    return 0
+    return run_harness(JoinLoad, args, report=lambda load: {"attempts": load.attempts})
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ The report (JSON, no secret) goes to --report. Keys and CA come from the 0600 ou
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import secrets
 import sys
 import time
@@ -32,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.lab.upgrade_traffic import Traffic
+from tests.lab.upgrade_traffic import Traffic, harness_parser, run_harness
 from visio_infra.probes.livekit_call import AUDIO_RATE, VIDEO_SIZE, _produce
 
 
@@ -271,16 +269,9 @@ class Drill(Traffic):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outputs-file", required=True)
-    parser.add_argument("--report", required=True)
-    parser.add_argument("--ready-file", required=True, help="written once the meeting has media flowing")
-    parser.add_argument(
-        "--stop-file", required=True, help="probing stops once this exists and the meeting left"
-    )
+    parser = harness_parser(__doc__.splitlines()[0], max_seconds=600)
     parser.add_argument("--meeting-seconds", type=float, default=90)
     parser.add_argument("--probe-interval", type=float, default=1.5)
-    parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--metrics-port", type=int, default=6789)
     parser.add_argument("--stall-seconds", type=float, default=4)
     parser.add_argument("--rejoin-deadline", type=float, default=90)
@@ -290,17 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.scheme, args.port, args.meeting_turn_uri = "wss", None, None
-    outputs = json.loads(Path(args.outputs_file).read_text(encoding="utf-8"))
-    args.nodes = [
-        {"name": h["name"], "private_ip": h["private_ip"], "public_ip": h.get("public_ip") or h["private_ip"]}
-        for h in outputs["inventory"]["groups"]["sfu"]
-    ]
-    drill = Drill(args, outputs)
-    try:
-        asyncio.run(drill.run())
-    finally:
-        Path(args.report).write_text(json.dumps(drill.report, indent=2), encoding="utf-8")
-    return 0
+    return run_harness(Drill, args)
 
 
 if __name__ == "__main__":

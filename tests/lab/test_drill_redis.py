@@ -20,6 +20,7 @@ Figures: a `DRILL-REDIS ...` line on stdout and the same as JUnit properties.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -100,18 +102,24 @@ def outputs() -> dict[str, Any]:
     return found
 
 
-def _livekit_serving_on(address: str, password: str, sfu: set[str]) -> bool:
-    """Every SFU node SERVING with fresh stats in this Redis: only then can LiveKit place a room (just
-    after a promotion the stats it could not write during the outage are stale: "could not find any
-    available nodes"). Read from this host, in Meet's app range, with the password."""
+@functools.cache
+def _livekit_nodes_module() -> ModuleType:
+    """The Ansible module that reads LiveKit's node table from Redis, loaded once (it is polled)."""
     spec = importlib.util.spec_from_file_location(
         "visio_livekit_nodes", ROOT / "playbooks" / "library" / "visio_livekit_nodes.py"
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _livekit_serving_on(address: str, password: str, sfu: set[str]) -> bool:
+    """Every SFU node SERVING with fresh stats in this Redis: only then can LiveKit place a room (just
+    after a promotion the stats it could not write during the outage are stale: "could not find any
+    available nodes"). Read from this host, in Meet's app range, with the password."""
     try:
-        nodes = module.list_nodes(address, password)
+        nodes = _livekit_nodes_module().list_nodes(address, password)
     except OSError:
         return False
     return sfu <= {n["ip"] for n in nodes if n["available"]}

@@ -27,6 +27,7 @@ import secrets
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -339,17 +340,41 @@ class Traffic:
         await meeting
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def harness_parser(description: str, *, max_seconds: float) -> argparse.ArgumentParser:
+    """The arguments every traffic script of the lab tests takes (this one, drill_traffic.py,
+    drill_join_load.py): the 0600 outputs file, where the report goes, the ready/stop handshake."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--outputs-file", required=True)
     parser.add_argument("--report", required=True)
-    parser.add_argument("--ready-file", required=True, help="written once the meeting has media flowing")
-    parser.add_argument(
-        "--stop-file", required=True, help="probing stops once this exists and the meeting left"
-    )
+    parser.add_argument("--ready-file", required=True, help="written once the traffic is running")
+    parser.add_argument("--stop-file", required=True, help="the traffic winds down once this exists")
+    parser.add_argument("--max-seconds", type=float, default=max_seconds, help="stops by itself after this")
+    return parser
+
+
+def run_harness(
+    harness_class: type[Traffic], args: argparse.Namespace, report: Callable[[Any], Any] | None = None
+) -> int:
+    """Run one traffic harness against the stack's SFU nodes and always write its report (even when it
+    fails or is interrupted), so the test reads what happened up to that point."""
+    outputs = json.loads(Path(args.outputs_file).read_text(encoding="utf-8"))
+    args.nodes = [
+        {"name": h["name"], "private_ip": h["private_ip"], "public_ip": h.get("public_ip") or h["private_ip"]}
+        for h in outputs["inventory"]["groups"]["sfu"]
+    ]
+    harness = harness_class(args, outputs)
+    try:
+        asyncio.run(harness.run())
+    finally:
+        content = report(harness) if report else harness.report
+        Path(args.report).write_text(json.dumps(content, indent=2), encoding="utf-8")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = harness_parser(__doc__.splitlines()[0], max_seconds=1200)
     parser.add_argument("--meeting-seconds", type=float, default=90)
     parser.add_argument("--probe-interval", type=float, default=3)
-    parser.add_argument("--max-seconds", type=float, default=1200)
     parser.add_argument("--metrics-port", type=int, default=6789)
     parser.add_argument(
         "--scheme",
@@ -363,18 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "--meeting-turn-uri",
         help="relay the meeting only through this TURN server (turn:IP:3478?transport=udp)",
     )
-    args = parser.parse_args(argv)
-    outputs = json.loads(Path(args.outputs_file).read_text(encoding="utf-8"))
-    args.nodes = [
-        {"name": h["name"], "private_ip": h["private_ip"], "public_ip": h.get("public_ip") or h["private_ip"]}
-        for h in outputs["inventory"]["groups"]["sfu"]
-    ]
-    traffic = Traffic(args, outputs)
-    try:
-        asyncio.run(traffic.run())
-    finally:
-        Path(args.report).write_text(json.dumps(traffic.report, indent=2), encoding="utf-8")
-    return 0
+    return run_harness(Traffic, parser.parse_args(argv))
 
 
 if __name__ == "__main__":
