@@ -15,25 +15,35 @@ Then a converge of the Redis nodes must leave the new master in place (never fli
 one must change nothing, and the cluster must have its three members again: one master with two
 online replicas, three Sentinels agreeing on it, CKQUORUM OK. Bounded in time (each wait has its
 deadline), stops by itself.
-Figures: a `DRILL-REDIS ...` line on stdout and the same as JUnit properties.
+
+A planned restart (test_planned_master_restart_hands_over_first): a converge that must restart the
+master (its static settings changed) hands the master role to a replica first (SENTINEL FAILOVER, the
+role's visio-redis-restart), so LiveKit's routing state survives (Redis keeps nothing on disk: a
+master restarted in place would come back empty and its replicas would copy that), with the join
+load running: 0 failed joins, a marker written before is still on the new master, and a second
+converge changes nothing.
+Figures: `DRILL-REDIS ...` / `DRILL-REDIS-RESTART ...` lines on stdout and the same as JUnit
+properties.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import ROOT, STACK, private_dir, ssh
+from tests.lab.lab_ops import ROOT, STACK, drill_figures, private_dir, ssh
 from visio_infra.commands.configure import certificates_from_outputs, secrets_from_outputs
 from visio_infra.commands.stack_outputs import read_outputs
 from visio_infra.hosts import ansible_run
@@ -132,6 +142,38 @@ def _converge_redis(outputs: dict[str, Any]) -> ansible_run.RunResult:
     )
 
 
+@contextlib.contextmanager
+def _join_load(outputs: dict[str, Any], prefix: str, max_seconds: float) -> Iterator[list[dict[str, Any]]]:
+    """tests/lab/drill_join_load.py in its own process for the body of the `with`, started and
+    stopped by its ready/stop files; the list it yields is filled with the join attempts at the end."""
+    work = private_dir(prefix)
+    outputs_file = work / "outputs.json"
+    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(outputs, handle)
+    ready, stop, report = work / "ready", work / "stop", work / "load.json"
+    attempts: list[dict[str, Any]] = []
+    with (work / "load.log").open("w", encoding="utf-8") as log:
+        command = [
+            sys.executable, "-m", "tests.lab.drill_join_load", "--outputs-file", str(outputs_file),
+            "--report", str(report), "--ready-file", str(ready), "--stop-file", str(stop),
+            "--max-seconds", str(max_seconds),
+        ]
+        load = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait("the join load starts", 60, ready.exists)
+            yield attempts
+        finally:
+            stop.touch()
+            try:
+                load.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                load.kill()
+            outputs_file.unlink(missing_ok=True)
+    assert report.exists(), f"the join load wrote no report: {(work / 'load.log').read_text()[-1500:]}"
+    attempts.extend(json.loads(report.read_text(encoding="utf-8"))["attempts"])
+
+
 def test_redis_master_lost_under_join_load(outputs: dict[str, Any], record_property: Callable) -> None:
     inventory = outputs["inventory"]
     nodes = list(inventory["groups"]["redis"])
@@ -140,22 +182,8 @@ def test_redis_master_lost_under_join_load(outputs: dict[str, Any], record_prope
     old = next(n for n in nodes if n["private_ip"] == old_ip)
     survivors = [n for n in nodes if n is not old]
 
-    work = private_dir("visio-drill-redis-")
-    outputs_file = work / "outputs.json"
-    fd = os.open(outputs_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(outputs, handle)
-    ready, stop, report = work / "ready", work / "stop", work / "load.json"
-    log = (work / "load.log").open("w", encoding="utf-8")
     max_seconds = WARMUP_SECONDS + FAILOVER_DEADLINE + AFTER_FAILOVER_SECONDS + REJOIN_DEADLINE + 120
-    load = subprocess.Popen(
-        [sys.executable, "-m", "tests.lab.drill_join_load", "--outputs-file", str(outputs_file),
-         "--report", str(report), "--ready-file", str(ready), "--stop-file", str(stop),
-         "--max-seconds", str(max_seconds)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait("the join load starts", 60, ready.exists)
+    with _join_load(outputs, "visio-drill-redis-", max_seconds) as attempts:
         time.sleep(WARMUP_SECONDS)
         killed_at = time.time()
         kill = "kill -KILL $(systemctl show --property=MainPID --value redis-server)"
@@ -192,16 +220,6 @@ def test_redis_master_lost_under_join_load(outputs: dict[str, Any], record_prope
 
         _wait("the old master replicates from the new one", REJOIN_DEADLINE, rejoined_and_loaded, step=1)
         assert rejoined_at is not None
-    finally:
-        stop.touch()
-        try:
-            load.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            load.kill()
-        outputs_file.unlink(missing_ok=True)
-        log.close()
-    assert report.exists(), f"the join load wrote no report: {(work / 'load.log').read_text()[-1500:]}"
-    attempts = json.loads(report.read_text(encoding="utf-8"))["attempts"]
 
     # A converge after the failover: succeeds, keeps the new master, and the cluster is whole.
     converge = _converge_redis(outputs)
@@ -255,3 +273,59 @@ def test_redis_master_lost_under_join_load(outputs: dict[str, Any], record_prope
         "joins failed after the failover completed: "
         + json.dumps([a for a in failures if a["start"] >= failed_over_at])
     )
+
+
+AFTER_RESTART_SECONDS = 15
+"""Load kept up after the converge that restarted the master: every join in it must succeed."""
+
+
+def test_planned_master_restart_hands_over_first(outputs: dict[str, Any], record_property: Callable) -> None:
+    inventory = outputs["inventory"]
+    nodes = list(inventory["groups"]["redis"])
+    master_ip = _cluster_whole(inventory, nodes)
+    master = next(n for n in nodes if n["private_ip"] == master_ip)
+    marker = secrets.token_hex(8)
+    assert _cli(inventory, master, REDIS_PORT, f"SET visio-drill-marker {marker}") == "OK"
+    # Drift the master's static settings by hand: the converge puts the file back, which restarts it.
+    ssh(inventory, master, "echo '# changed by hand' >> /etc/redis/visio-redis.conf", check=True)
+
+    max_seconds = WARMUP_SECONDS + AFTER_RESTART_SECONDS + 600
+    with _join_load(outputs, "visio-drill-redis-restart-", max_seconds) as attempts:
+        time.sleep(WARMUP_SECONDS)
+        started = time.time()
+        converge = _converge_redis(outputs)
+        converged = time.time()
+        time.sleep(AFTER_RESTART_SECONDS)
+    assert converge.succeeded, f"the converge restarting the master failed:\n{converge.summary()}"
+    master_after = _cluster_whole(inventory, nodes)
+    new_master = next(n for n in nodes if n["private_ip"] == master_after)
+    kept = _cli(inventory, new_master, REDIS_PORT, "GET visio-drill-marker")
+    sfu = {str(h.get("public_ip") or h["private_ip"]) for h in inventory["groups"]["sfu"]}
+    serving = _livekit_serving_on(f"{master_after}:{REDIS_PORT}", outputs["redis_password"], sfu)
+    second = _converge_redis(outputs)
+    second_changed = {host: stats.changed for host, stats in second.hosts.items() if stats.changed}
+
+    during = [a for a in attempts if started <= a["start"] < converged]
+    failures = [a for a in attempts if not a["ok"]]
+    drill_figures(
+        "REDIS-RESTART",
+        {
+            "master_before": master["name"],
+            "master_after": new_master["name"],
+            "converge_s": round(converged - started, 1),
+            "converge_changed": {h: st.changed for h, st in converge.hosts.items() if st.changed},
+            "joins": len(attempts),
+            "joins_during_converge": len(during),
+            "failed_joins": len(failures),
+            "state_kept": kept == marker,
+        },
+        record_property,
+    )
+    assert master_after != master_ip, "the master was restarted in place instead of handing its role over"
+    assert kept == marker, f"the routing state was lost: the marker on the new master is {kept!r}"
+    assert serving, "not every LiveKit node is SERVING on the new master after the restart"
+    assert len(during) >= 10, f"too few joins while the converge ran to judge: {len(during)}"
+    assert not failures, "joins failed around the planned restart: " + json.dumps(
+        [{"t": round(a["start"] - started, 2), "node": a["node"], "error": a["error"]} for a in failures]
+    )
+    assert second.succeeded and not second_changed, f"a second converge changed {second_changed}"
