@@ -87,7 +87,7 @@ build_pulumi() {
     say "pulumi v$PULUMI_VERSION: building the CLI from the Go module proxy (several minutes on 2 cores)"
     local t0=$SECONDS work pkg sdk host
     work=$(mktemp -d "$CACHE/.build-pulumi.XXXXXX")
-    trap 'rm -rf "$work"' RETURN
+    trap 'rm -rf "$work"; trap - RETURN' RETURN
     pkg=$(module_dir github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION")
     sdk=$(module_dir github.com/pulumi/pulumi/sdk/v3 "v$PULUMI_VERSION")
     # pkg/go.mod says `replace .../sdk/v3 => ../sdk`, so `go install` refuses it: lay both out
@@ -140,7 +140,7 @@ build_plugin() { # $1: name (openstack|random), $2: version, $3: archive, $4: sh
   if [ ! -f "$dest/.complete" ]; then
     local t0=$SECONDS work src
     work=$(mktemp -d "$CACHE/.build-plugin-$name.XXXXXX")
-    trap 'rm -rf "$work"' RETURN
+    trap 'rm -rf "$work"; trap - RETURN' RETURN
     if ! unpack_upstream "$3" "$4" "$work"; then
       # A workstation with internet and no mirror: the engine downloads the release itself.
       say "pulumi-resource-$name $ver: no source mirror, falling back to \`pulumi plugin install resource $name $ver\` (downloads the release)"
@@ -189,7 +189,7 @@ build_livekit() { # $1: version, $2: link name
     say "livekit-server $ver: building from the Go module proxy (a few minutes)"
     local t0=$SECONDS work src
     work=$(mktemp -d "$CACHE/.build-livekit.XXXXXX")
-    trap 'rm -rf "$work"' RETURN
+    trap 'rm -rf "$work"; trap - RETURN' RETURN
     src=$(module_dir github.com/livekit/livekit-server "v$ver")
     # Its go.mod replaces pion modules with LiveKit forks, so `go install` refuses it too.
     cp -r "$src" "$work/src"; chmod -R u+w "$work/src"; mkdir -p "$work/out/bin"
