@@ -13,7 +13,7 @@ command -v python3.11 >/dev/null || command -v python3 >/dev/null || die "Python
 # Debian packages: the lab (debootstrap, systemd-nspawn, nftables), SSH for Ansible, clients the
 # verification suite uses. Installed only when missing.
 PACKAGES=(debootstrap systemd-container nftables iproute2 openssh-client ca-certificates
-          postgresql-client redis-tools coturn curl git make)
+          postgresql-client redis-tools coturn curl git make ssh-audit)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

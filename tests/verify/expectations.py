@@ -258,7 +258,9 @@ def parse_sshd_t(text: str) -> dict[str, str]:
     return result
 
 
-def ssh_hardening_problems(settings: Mapping[str, str], max_auth_tries: int) -> list[str]:
+def ssh_hardening_problems(
+    settings: Mapping[str, str], max_auth_tries: int, algorithms: Mapping[str, list[str]] | None = None
+) -> list[str]:
     """What is wrong with an effective sshd configuration (empty when hardened)."""
     wanted = {
         "passwordauthentication": {"no"},
@@ -276,7 +278,25 @@ def ssh_hardening_problems(settings: Mapping[str, str], max_auth_tries: int) -> 
     tries = settings.get("maxauthtries", "")
     if not tries.isdigit() or int(tries) > max_auth_tries:
         problems.append(f"maxauthtries is {tries or 'unset'}, want at most {max_auth_tries}")
+    for key, want in (algorithms or {}).items():
+        have = settings.get(key, "").split(",")
+        if have != list(want):
+            problems.append(f"{key} is {','.join(have)!r}, want {','.join(want)!r} (roles/common defaults)")
     return problems
+
+
+SSHD_ALGORITHM_SETTINGS = {
+    "kexalgorithms": "common_ssh_kex_algorithms",
+    "ciphers": "common_ssh_ciphers",
+    "macs": "common_ssh_macs",
+    "hostkeyalgorithms": "common_ssh_host_key_algorithms",
+}
+"""`sshd -T` keyword -> the roles/common variable listing what it must be, in order."""
+
+
+def sshd_algorithms(facts: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The algorithm lists sshd must run with, from the role's variables."""
+    return {key: list(facts[var]) for key, var in SSHD_ALGORITHM_SETTINGS.items()}
 
 
 def input_policy(ruleset: str) -> str | None:
@@ -346,3 +366,55 @@ def mode_problem(rule: FileRule, owner: str, mode: int) -> str | None:
     if rule.private and mode & 0o007:
         return f"{rule.path} gives access to others (mode {mode:04o}); it holds {rule.why}"
     return None
+
+
+# --------------------------------------------------------------------------- hardening (ssh-audit)
+
+SSH_AUDIT_EXPLAINED = {
+    "sntrup761x25519-sha512@openssh.com": (
+        "ssh-audit 2.5.0 (Debian 12, 2021) calls it experimental; it is OpenSSH's default key exchange "
+        "since 9.0 (2022), a post-quantum hybrid with curve25519, kept first on purpose"
+    ),
+}
+"""ssh-audit warnings the roles keep on purpose, each with why. A failure is never explained away."""
+
+_SSH_AUDIT_LINE = re.compile(
+    r"^\((?P<kind>[a-z]+)\) (?P<name>\S+)\s+-- \[(?P<level>fail|warn|info)\] (?P<text>.*)$"
+)
+_SSH_AUDIT_MORE = re.compile(r"^\s+`- \[(?P<level>fail|warn|info)\] (?P<text>.*)$")
+
+
+@dataclass(frozen=True)
+class SshAuditFinding:
+    level: str
+    kind: str
+    """ssh-audit's section: kex, key, enc, mac, gen, cve..."""
+    name: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.level}] ({self.kind}) {self.name}: {self.text}"
+
+
+def ssh_audit_findings(text: str) -> list[SshAuditFinding]:
+    """The warn and fail lines of `ssh-audit -n` output (each attached to its algorithm)."""
+    found: list[SshAuditFinding] = []
+    kind = name = ""
+    for line in text.splitlines():
+        if match := _SSH_AUDIT_LINE.match(line):
+            kind, name = match["kind"], match["name"]
+            level, detail = match["level"], match["text"]
+        elif (more := _SSH_AUDIT_MORE.match(line)) and name:
+            level, detail = more["level"], more["text"]
+        else:
+            continue
+        if level in ("warn", "fail"):
+            found.append(SshAuditFinding(level, kind, name, detail.strip()))
+    return found
+
+
+def ssh_audit_problems(findings: Iterable[SshAuditFinding]) -> list[str]:
+    """Every failure, and every warning not explained in SSH_AUDIT_EXPLAINED."""
+    return [
+        str(f) for f in findings if f.level == "fail" or f.name not in SSH_AUDIT_EXPLAINED
+    ]

@@ -66,7 +66,9 @@ def test_pinned_versions(node, config, facts):
 
 def test_ssh_hardening(node, facts):
     settings = ex.parse_sshd_t(_run(node, "sshd -T"))
-    problems = ex.ssh_hardening_problems(settings, int(facts.get("common_ssh_max_auth_tries", 3)))
+    problems = ex.ssh_hardening_problems(
+        settings, int(facts.get("common_ssh_max_auth_tries", 3)), ex.sshd_algorithms(facts)
+    )
     assert not problems, f"{node}: sshd: " + "; ".join(problems)
 
 

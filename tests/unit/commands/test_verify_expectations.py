@@ -4,6 +4,8 @@ rules, sshd and nftables parsing, file-mode rules, and the runner's masking and 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -101,6 +103,62 @@ def test_ssh_hardening_problems():
     weak = dict(good, passwordauthentication="yes", maxauthtries="6")
     problems = ex.ssh_hardening_problems(weak, 3)
     assert any("passwordauthentication" in p for p in problems) and any("maxauthtries" in p for p in problems)
+
+    facts = ex.role_facts()
+    algorithms = ex.sshd_algorithms(facts)
+    effective = dict(good, **{key: ",".join(want) for key, want in algorithms.items()})
+    assert ex.ssh_hardening_problems(effective, 3, algorithms) == []
+    with_ecdsa = dict(effective, hostkeyalgorithms="ecdsa-sha2-nistp256," + effective["hostkeyalgorithms"])
+    problems = ex.ssh_hardening_problems(with_ecdsa, 3, algorithms)
+    assert [p for p in problems if p.startswith("hostkeyalgorithms")], problems
+
+
+SSH_AUDIT_SAMPLE = """\
+# general
+(gen) banner: SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3
+(gen) compression: enabled (zlib@openssh.com)
+
+# key exchange algorithms
+(kex) sntrup761x25519-sha512@openssh.com -- [warn] using experimental algorithm
+                                         `- [info] available since OpenSSH 8.5
+(kex) ecdh-sha2-nistp256                 -- [fail] using weak elliptic curves
+                                         `- [info] available since OpenSSH 5.7, Dropbear SSH 2013.62
+
+# host-key algorithms
+(key) ecdsa-sha2-nistp256                -- [fail] using weak elliptic curves
+                                         `- [warn] using weak random number generator could reveal the key
+(key) ssh-ed25519                        -- [info] available since OpenSSH 6.5
+
+# message authentication code algorithms
+(mac) umac-64-etm@openssh.com            -- [warn] using small 64-bit tag size
+"""
+
+
+def test_ssh_audit_findings_and_problems():
+    findings = ex.ssh_audit_findings(SSH_AUDIT_SAMPLE)
+    assert [(f.level, f.kind, f.name) for f in findings] == [
+        ("warn", "kex", "sntrup761x25519-sha512@openssh.com"),
+        ("fail", "kex", "ecdh-sha2-nistp256"),
+        ("fail", "key", "ecdsa-sha2-nistp256"),
+        ("warn", "key", "ecdsa-sha2-nistp256"),
+        ("warn", "mac", "umac-64-etm@openssh.com"),
+    ]
+    problems = ex.ssh_audit_problems(findings)
+    # The explained warning is dropped; failures and unexplained warnings stay.
+    assert len(problems) == 4 and not any("sntrup761" in p for p in problems)
+
+
+def test_role_ssh_algorithms_pass_ssh_audit():
+    """Every algorithm roles/common gives sshd, rated offline by Debian's ssh-audit (--lookup): no
+    failure, and no warning but the explained ones."""
+    facts = ex.role_facts()
+    names = [name for want in ex.sshd_algorithms(facts).values() for name in want]
+    done = subprocess.run(
+        ["ssh-audit", "-n", f"--lookup={','.join(names)}"], capture_output=True, text=True, check=False
+    )
+    rated = {m.group(1) for m in re.finditer(r"^\((?:kex|key|enc|mac)\) (\S+)", done.stdout, re.MULTILINE)}
+    assert set(names) <= rated, f"ssh-audit does not know {sorted(set(names) - rated)}: {done.stdout[-500:]}"
+    assert ex.ssh_audit_problems(ex.ssh_audit_findings(done.stdout)) == []
 
 
 def test_input_policy():
