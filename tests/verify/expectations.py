@@ -375,11 +375,15 @@ SSH_AUDIT_EXPLAINED = {
         "ssh-audit 2.5.0 (Debian 12, 2021) calls it experimental; it is OpenSSH's default key exchange "
         "since 9.0 (2022), a post-quantum hybrid with curve25519, kept first on purpose"
     ),
+    "kex-strict-s-v00@openssh.com": (
+        "not an algorithm: the strict key exchange marker (the Terrapin fix, CVE-2023-48795) that "
+        "Debian's OpenSSH 9.2p1-2+deb12u2 and later always announces; ssh-audit 2.5.0 predates it"
+    ),
 }
 """ssh-audit warnings the roles keep on purpose, each with why. A failure is never explained away."""
 
 _SSH_AUDIT_LINE = re.compile(
-    r"^\((?P<kind>[a-z]+)\) (?P<name>\S+)\s+-- \[(?P<level>fail|warn|info)\] (?P<text>.*)$"
+    r"^\((?P<kind>[a-z]+)\) (?P<name>\S+)(?: \(\d+-bit\))?\s+-- \[(?P<level>fail|warn|info)\] (?P<text>.*)$"
 )
 _SSH_AUDIT_MORE = re.compile(r"^\s+`- \[(?P<level>fail|warn|info)\] (?P<text>.*)$")
 
@@ -407,6 +411,8 @@ def ssh_audit_findings(text: str) -> list[SshAuditFinding]:
         elif (more := _SSH_AUDIT_MORE.match(line)) and name:
             level, detail = more["level"], more["text"]
         else:
+            if not line.startswith(" "):
+                kind = name = ""  # a line of another shape: what follows is not this algorithm's
             continue
         if level in ("warn", "fail"):
             found.append(SshAuditFinding(level, kind, name, detail.strip()))

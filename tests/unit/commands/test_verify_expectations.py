@@ -123,6 +123,9 @@ SSH_AUDIT_SAMPLE = """\
                                          `- [info] available since OpenSSH 8.5
 (kex) ecdh-sha2-nistp256                 -- [fail] using weak elliptic curves
                                          `- [info] available since OpenSSH 5.7, Dropbear SSH 2013.62
+(kex) diffie-hellman-group-exchange-sha256 (2048-bit) -- [info] available since OpenSSH 4.4
+                                         `- [warn] 2048-bit modulus only
+(kex) kex-strict-s-v00@openssh.com          -- [warn] unknown algorithm
 
 # host-key algorithms
 (key) ecdsa-sha2-nistp256                -- [fail] using weak elliptic curves
@@ -139,13 +142,16 @@ def test_ssh_audit_findings_and_problems():
     assert [(f.level, f.kind, f.name) for f in findings] == [
         ("warn", "kex", "sntrup761x25519-sha512@openssh.com"),
         ("fail", "kex", "ecdh-sha2-nistp256"),
+        ("warn", "kex", "diffie-hellman-group-exchange-sha256"),
+        ("warn", "kex", "kex-strict-s-v00@openssh.com"),
         ("fail", "key", "ecdsa-sha2-nistp256"),
         ("warn", "key", "ecdsa-sha2-nistp256"),
         ("warn", "mac", "umac-64-etm@openssh.com"),
     ]
     problems = ex.ssh_audit_problems(findings)
-    # The explained warning is dropped; failures and unexplained warnings stay.
-    assert len(problems) == 4 and not any("sntrup761" in p for p in problems)
+    # The explained warnings are dropped; failures and unexplained warnings stay.
+    assert len(problems) == 5, problems
+    assert not any("sntrup761" in p or "kex-strict" in p for p in problems)
 
 
 def test_role_ssh_algorithms_pass_ssh_audit():
