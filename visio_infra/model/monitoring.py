@@ -1,0 +1,41 @@
+"""Alert thresholds that follow the stack's sizing (pure), for the `monitoring` role.
+
+The alert "SFU CPU above its sizing target" compares with the busy CPU fraction the sizing assumes
+(`sizing.coefficients.target_cpu_utilisation`), and "participants near capacity" with what one SFU
+node of the chosen flavor is sized to carry. Deriving both here keeps the alerts and `visio plan`
+on the same numbers: change the audience or the coefficients and both move together.
+"""
+
+from __future__ import annotations
+
+import math
+
+from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.sizing.plan import plan
+
+PARTICIPANT_CONSTRAINTS = ("cpu", "egress", "ingress", "udp ports")
+"""SFU sizing constraints that grow with the participants (all of them, today)."""
+
+
+def sfu_participants_per_node(config: StackConfig) -> int:
+    """Participants one SFU node is sized for: the tightest of its constraints, per participant.
+
+    Each constraint's demand is `peak_participants x per-participant load`, so `per_node / demand x
+    peak` is how many participants fill one node on that resource.
+    """
+    sfu = plan(config).roles["sfu"]
+    peak = config.audience.peak_participants
+    ratios = [
+        c.per_node / c.demand for c in sfu.constraints if c.name in PARTICIPANT_CONSTRAINTS and c.demand > 0
+    ]
+    if not ratios:
+        raise ValueError("the SFU sizing has no participant constraint: audience.peak_participants is 0?")
+    return max(1, math.floor(min(ratios) * peak))
+
+
+def alert_thresholds(config: StackConfig) -> dict[str, float | int]:
+    """The monitoring role's sizing variables for this stack."""
+    return {
+        "monitoring_sfu_cpu_target": config.sizing.coefficients.target_cpu_utilisation,
+        "monitoring_sfu_participants_per_node": sfu_participants_per_node(config),
+    }
