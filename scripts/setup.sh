@@ -11,19 +11,24 @@ die() { printf '\033[31m[setup] ERROR:\033[0m %s\n' "$*" >&2; exit 1; }
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || die "Python 3.11 is required."
 
 # Debian packages: the lab (debootstrap, systemd-nspawn, nftables), SSH for Ansible, clients the
-# verification suite uses. Installed only when missing.
+# verification suite uses, Prometheus's own checkers (promtool, amtool) for the unit tests of the
+# monitoring role. Installed only when missing.
 PACKAGES=(debootstrap systemd-container nftables iproute2 openssh-client ca-certificates
-          postgresql-client redis-tools coturn curl git make ssh-audit)
+          postgresql-client redis-tools coturn curl git make ssh-audit prometheus
+          prometheus-alertmanager)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # coturn is installed for its client tools only: keep its daemon from starting on the host.
+  # coturn, prometheus and prometheus-alertmanager are installed for their tools only (TURN client,
+  # promtool, amtool): keep their daemons from starting on the host...
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+  # ...and from starting at the next boot (Prometheus would listen on every address).
+  systemctl disable --quiet prometheus.service prometheus-alertmanager.service >/dev/null 2>&1 || true
 fi
 
 # Python virtualenv, exactly as pinned; rebuilt only when requirements.lock or pyproject change.
