@@ -51,13 +51,13 @@ def role_defaults() -> dict[str, Any]:
     return dict(yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8")))
 
 
-def _template(text: str, variables: dict[str, Any]) -> str:
+def _template(text: str, variables: dict[str, Any], role: Path = ROLE) -> str:
     """Render `text` with Ansible's own templating engine, as the `template` action does."""
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
 
     templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(
-        searchpath=[str(ROLE / "templates")], available_variables=variables
+        searchpath=[str(role / "templates")], available_variables=variables
     )
     overrides = {"trim_blocks": True, "lstrip_blocks": False}
     return str(templar.template(trust_as_template(text), escape_backslashes=False, overrides=overrides))
@@ -111,3 +111,11 @@ def _trusted(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _trusted(item) for key, item in value.items()}
     return value
+
+
+def render_role_template(role: str, template: str, variables: dict[str, Any]) -> str:
+    """Another role's template (its defaults, then `variables`), rendered the same way."""
+    directory = ROOT / "roles" / role
+    defaults = yaml.safe_load((directory / "defaults" / "main.yml").read_text(encoding="utf-8"))
+    context = {"ansible_managed": "Ansible managed", **_trusted(defaults), **variables}
+    return _template((directory / "templates" / template).read_text(encoding="utf-8"), context, directory)
