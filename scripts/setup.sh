@@ -14,7 +14,7 @@ command -v python3.11 >/dev/null || command -v python3 >/dev/null || die "Python
 # verification suite uses, Prometheus's own checkers (promtool, amtool) for the unit tests of the
 # monitoring role. Installed only when missing.
 PACKAGES=(debootstrap systemd-container nftables iproute2 openssh-client ca-certificates
-          postgresql-client redis-tools coturn curl git make ssh-audit prometheus
+          postgresql-client redis-tools coturn curl git make ssh-audit testssl.sh prometheus
           prometheus-alertmanager)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

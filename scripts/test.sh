@@ -58,7 +58,7 @@ lab() {
   trap 'say "lab: destroy"; bash scripts/lab.sh down' EXIT
   timed "lab: up from nothing (scripts/lab.sh up)" bash scripts/lab.sh up
   say "lab: verification suite"
-  timed "lab: visio verify lab" visio verify lab --junit reports/verify.xml
+  timed "lab: visio verify lab --hardening" visio verify lab --hardening --junit reports/verify.xml
   say "lab: no-op up, refresh/recreate, break-and-detect, rolling upgrade, lab machines"
   timed "lab: tests/lab" python -m pytest tests/lab -q -p no:cacheprovider --junitxml=reports/lab.xml
   trap - EXIT

@@ -27,6 +27,8 @@ from visio_infra.model.stack_file import load_stack_file, stack_file
 from . import expectations
 
 OUTPUTS_ENV = "VISIO_VERIFY_OUTPUTS"
+HARDENING_ENV = "VISIO_VERIFY_HARDENING"
+"""Set to 1 by `visio verify --hardening`: the long scans (testssl.sh) run too."""
 STACK_ENV = "VISIO_STACK"
 WORKDIR_ENV = "VISIO_VERIFY_WORKDIR"
 
@@ -75,6 +77,20 @@ def inventory_hosts(roles: tuple[str, ...] | None = None) -> list[tuple[str, dic
         if roles is None or role in roles
         for host in hosts or []
     ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "hardening: long scans run only by `visio verify --hardening`")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --hardening the long scans are deselected (pytest reports them as such), not skipped."""
+    if os.environ.get(HARDENING_ENV) == "1":
+        return
+    drop = [item for item in items if item.get_closest_marker("hardening")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if not item.get_closest_marker("hardening")]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

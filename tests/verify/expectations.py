@@ -20,7 +20,15 @@ from typing import Any
 import yaml
 
 from visio_infra.model.config.stack import StackConfig
-from visio_infra.model.security_rules import LIVEKIT_HTTP_PORT, METRICS_PORTS, SSH_PORT, security_rules
+from visio_infra.model.security_rules import (
+    HTTPS_PORT,
+    LIVEKIT_HTTP_PORT,
+    METRICS_PORTS,
+    POSTGRES_PORT,
+    SSH_PORT,
+    TURNS_PORT,
+    security_rules,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -424,3 +432,55 @@ def ssh_audit_problems(findings: Iterable[SshAuditFinding]) -> list[str]:
     return [
         str(f) for f in findings if f.level == "fail" or f.name not in SSH_AUDIT_EXPLAINED
     ]
+
+
+# --------------------------------------------------------------------------- hardening (testssl.sh)
+
+TESTSSL_MUST_NOT_OFFER = ("SSLv2", "SSLv3", "TLS1", "TLS1_1")
+"""Protocols no TLS listener may offer."""
+TESTSSL_WEAK_CIPHER_LISTS = (
+    "cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW",
+    "cipherlist_3DES_IDEA", "cipherlist_AVERAGE",
+)
+"""testssl.sh's cipher categories that must be "not offered" (AVERAGE: the obsolete CBC suites)."""
+
+
+def testssl_problems(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What is wrong in a testssl.sh JSON report (`--jsonfile`, run with `-p -s`): an old protocol or a
+    weak cipher category offered, no TLS 1.2/1.3, anything rated MEDIUM or worse, or a scan that could
+    not finish."""
+    by_id = {str(e.get("id")): e for e in entries}
+    problems = []
+    for entry in by_id.values():
+        if entry.get("severity") == "FATAL" or entry.get("id") == "scanProblem":
+            problems.append(f"the scan did not finish: {entry.get('finding')}")
+    for key in (*TESTSSL_MUST_NOT_OFFER, *TESTSSL_WEAK_CIPHER_LISTS):
+        finding = str(by_id.get(key, {}).get("finding", "missing from the report"))
+        if not finding.startswith("not offered"):
+            problems.append(f"{key}: {finding}")
+    if not any(str(by_id.get(k, {}).get("finding", "")).startswith("offered") for k in ("TLS1_2", "TLS1_3")):
+        problems.append("neither TLS 1.2 nor TLS 1.3 offered")
+    problems += [
+        f"{e.get('id')}: {e.get('finding')} ({e.get('severity')})"
+        for e in by_id.values()
+        if e.get("severity") in ("MEDIUM", "HIGH", "CRITICAL")
+    ]
+    return sorted(set(problems))
+
+
+def tls_listeners(inventory: dict[str, Any]) -> list[tuple[str, str, int, str | None]]:
+    """(node, address, port, STARTTLS protocol) of every TLS listener this host can reach: the
+    signalling front of each SFU node, both TLS ports of each TURN node (5349 is redirected to
+    coturn's 443 listener), and PostgreSQL on each DB node when no bastion stands in between (then
+    `test_hardening_db_tls_settings` checks the server's own settings instead)."""
+    groups = inventory["groups"]
+    bastion = (inventory.get("connection") or {}).get("bastion")
+    found: list[tuple[str, str, int, str | None]] = []
+    for host in groups.get("sfu") or []:
+        found.append((host["name"], host.get("public_ip") or host["private_ip"], HTTPS_PORT, None))
+    for host in groups.get("turn") or []:
+        for port in (HTTPS_PORT, TURNS_PORT):
+            found.append((host["name"], host.get("public_ip") or host["private_ip"], port, None))
+    if not bastion:
+        found += [(h["name"], h["private_ip"], POSTGRES_PORT, "postgres") for h in groups.get("db") or []]
+    return found

@@ -10,6 +10,7 @@ and call reports the run wrote.
 
     visio verify lab
     visio verify lab -k "turn or redis" --junit reports/verify-lab.xml
+    visio verify lab --hardening     # also testssl.sh on every TLS listener (ssh-audit always runs)
     visio verify interieur --outputs-file outputs.json   # outputs fetched beforehand (CI artefact)
 """
 
@@ -319,6 +320,7 @@ def run_suite(
     workers: int,
     report_dir: Path,
     extra_args: list[str] | None = None,
+    hardening: bool = False,
 ) -> tuple[int, float]:
     """Run pytest on tests/verify; stream its output with secrets masked. Returns (rc, seconds)."""
     secrets = secret_values(outputs)
@@ -337,6 +339,7 @@ def run_suite(
                 "VISIO_VERIFY_WORKDIR": str(workdir),
                 "VISIO_VERIFY_REPORT_DIR": str(report_dir),
                 "PYTHONUNBUFFERED": "1",
+                "VISIO_VERIFY_HARDENING": "1" if hardening else "0",
             }
         )
         command = [
@@ -387,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--junit", type=Path, help="JUnit XML path (default reports/verify-<stack>.xml)")
     parser.add_argument("-n", "--workers", type=int, default=6, help="parallel pytest workers (default 6)")
     parser.add_argument(
+        "--hardening", action="store_true",
+        help="also scan every TLS listener with testssl.sh (about 20 s per listener)",
+    )
+    parser.add_argument(
         "--outputs-file", type=Path, help="stack outputs JSON instead of asking pulumi (must be mode 0600)"
     )
     args = parser.parse_args(argv)
@@ -410,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     secrets = secret_values(outputs)
     try:
         rc, elapsed = run_suite(
-            args.stack, outputs, select=args.select, junit=junit, workers=args.workers, report_dir=report_dir
+            args.stack, outputs, select=args.select, junit=junit, workers=args.workers, report_dir=report_dir,
+            hardening=args.hardening,
         )
     finally:
         # Assertion messages and captured output may quote a secret: mask the files the run wrote

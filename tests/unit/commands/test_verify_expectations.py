@@ -483,3 +483,51 @@ def test_chrony_sources_and_their_sovereignty():
     assert ex.chrony_sources(defaults) == facts["common_ntp_pools"]
     assert find_foreign_endpoints(defaults) == []
     assert find_foreign_endpoints("server time.google.com iburst") != []
+
+
+def _testssl(**changes: tuple[str, str]) -> list[dict[str, str]]:
+    """A testssl.sh `-p -s` JSON report of a hardened listener (the shape testssl 3.0.8 writes), with
+    `changes` as id=(severity, finding)."""
+    entries = {
+        "engine_problem": ("WARN", "No engine or GOST support via engine with your /usr/bin/openssl"),
+        "SSLv2": ("OK", "not offered"), "SSLv3": ("OK", "not offered"),
+        "TLS1": ("INFO", "not offered"), "TLS1_1": ("INFO", "not offered"),
+        "TLS1_2": ("OK", "offered"), "TLS1_3": ("OK", "offered with final"),
+        "cipherlist_NULL": ("OK", "not offered"), "cipherlist_aNULL": ("OK", "not offered"),
+        "cipherlist_EXPORT": ("OK", "not offered"), "cipherlist_LOW": ("OK", "not offered"),
+        "cipherlist_3DES_IDEA": ("INFO", "not offered"), "cipherlist_AVERAGE": ("OK", "not offered"),
+        "cipherlist_STRONG": ("OK", "offered"), "scanTime": ("INFO", "16"),
+    }
+    entries.update(changes)
+    return [{"id": k, "ip": "10.77.0.74/10.77.0.74", "port": "443", "severity": s, "finding": f}
+            for k, (s, f) in entries.items()]
+
+
+def test_testssl_problems():
+    assert ex.testssl_problems(_testssl()) == []
+    # What the lab's listeners showed before the AEAD-only cipher lists: CBC suites offered.
+    cbc = ex.testssl_problems(_testssl(cipherlist_AVERAGE=("LOW", "offered")))
+    assert cbc == ["cipherlist_AVERAGE: offered"]
+    tls10 = ex.testssl_problems(_testssl(TLS1=("LOW", "offered (deprecated)")))
+    assert tls10 == ["TLS1: offered (deprecated)"]
+    no_tls = ex.testssl_problems(_testssl(TLS1_2=("INFO", "not offered"), TLS1_3=("INFO", "not offered")))
+    assert no_tls == ["neither TLS 1.2 nor TLS 1.3 offered"]
+    medium = ex.testssl_problems(_testssl(BREACH=("MEDIUM", "potentially VULNERABLE")))
+    assert medium == ["BREACH: potentially VULNERABLE (MEDIUM)"]
+    failed = ex.testssl_problems([{"id": "scanProblem", "severity": "FATAL", "finding": "Can't connect"}])
+    assert "the scan did not finish: Can't connect" in failed and len(failed) > 5
+
+
+def test_tls_listeners():
+    inventory = {"groups": {
+        "sfu": [{"name": "s1", "private_ip": "10.0.0.1", "public_ip": "192.0.2.1"}],
+        "turn": [{"name": "t1", "private_ip": "10.0.0.2", "public_ip": None}],
+        "db": [{"name": "d1", "private_ip": "10.0.0.3"}],
+        "redis": [{"name": "r1", "private_ip": "10.0.0.4"}],
+    }}
+    assert ex.tls_listeners(inventory) == [
+        ("s1", "192.0.2.1", 443, None), ("t1", "10.0.0.2", 443, None), ("t1", "10.0.0.2", 5349, None),
+        ("d1", "10.0.0.3", 5432, "postgres"),
+    ]
+    behind = dict(inventory, connection={"bastion": "192.0.2.9"})
+    assert [port for *_, port, _ in ex.tls_listeners(behind)] == [443, 443, 5349]
