@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.lab.upgrade_traffic import Traffic, harness_parser, run_harness
-from visio_infra.probes.livekit_call import ssl_context, trust_bundle
+from visio_infra.probes.livekit_call import connect_room, ssl_context, trust_bundle
 
 
 class JoinLoad(Traffic):
@@ -40,9 +40,8 @@ class JoinLoad(Traffic):
             await asyncio.wait_for(
                 lk.room.create_room(api.CreateRoomRequest(name=room_name, empty_timeout=10)), 10
             )
-            await asyncio.wait_for(
-                room.connect(self.ws_base(node), self.token(room_name, f"drill-{number}"), self.options()), 15
-            )
+            token = self.token(room_name, f"drill-{number}")
+            await connect_room(room, self.ws_base(node), token, self.options(), 15)
             if room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
                 raise RuntimeError(f"connection state {int(room.connection_state)}")
             attempt["ok"] = True

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.lab.upgrade_traffic import Traffic, harness_parser, run_harness
-from visio_infra.probes.livekit_call import AUDIO_RATE, VIDEO_SIZE, _produce
+from visio_infra.probes.livekit_call import AUDIO_RATE, VIDEO_SIZE, _produce, connect_room
 
 
 class Drill(Traffic):
@@ -89,18 +89,9 @@ class Drill(Traffic):
                 self.tasks.append(asyncio.ensure_future(consume(track)))
 
         try:
-            await asyncio.wait_for(
-                publisher.connect(
-                    self.ws_base(node), self.token(room, "drill-publisher"), self.options(meeting=True)
-                ),
-                15,
-            )
-            await asyncio.wait_for(
-                subscriber.connect(
-                    self.ws_base(node), self.token(room, "drill-subscriber"), self.options(meeting=True)
-                ),
-                15,
-            )
+            for who, room_ in (("publisher", publisher), ("subscriber", subscriber)):
+                token = self.token(room, f"drill-{who}")
+                await connect_room(room_, self.ws_base(node), token, self.options(meeting=True), 15)
             await asyncio.wait_for(
                 publisher.local_participant.publish_track(
                     rtc.LocalVideoTrack.create_video_track("camera", self.video),

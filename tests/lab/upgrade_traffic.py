@@ -35,7 +35,9 @@ from visio_infra.probes.livekit_call import (
     AUDIO_RATE,
     VIDEO_SIZE,
     _produce,
+    connect_room,
     selected_pair,
+    settle_connects,
     ssl_context,
     trust_bundle,
 )
@@ -161,9 +163,8 @@ class Traffic:
             lk, session = await self.api(node)
             await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60))
             publisher = rtc.Room()
-            await publisher.connect(
-                self.ws_base(node), self.token(room, "upgrade-publisher"), self.options(meeting=True)
-            )
+            token = self.token(room, "upgrade-publisher")
+            await connect_room(publisher, self.ws_base(node), token, self.options(meeting=True), 60)
             await asyncio.sleep(1)
             here = await self.participants(node)
             if here >= 1 and all(
@@ -217,8 +218,9 @@ class Traffic:
             if track.kind == rtc.TrackKind.KIND_VIDEO:
                 tasks.append(asyncio.ensure_future(consume(track)))
 
-        await subscriber.connect(
-            self.ws_base(node), self.token(meeting["room"], "upgrade-subscriber"), self.options(meeting=True)
+        await connect_room(
+            subscriber, self.ws_base(node), self.token(meeting["room"], "upgrade-subscriber"),
+            self.options(meeting=True), 60,
         )
         video = rtc.VideoSource(*VIDEO_SIZE)
         audio = rtc.AudioSource(AUDIO_RATE, 1)
@@ -286,10 +288,7 @@ class Traffic:
             await asyncio.wait_for(
                 lk.room.create_room(api.CreateRoomRequest(name=room_name, empty_timeout=10)), 10
             )
-            await asyncio.wait_for(
-                room.connect(self.ws_base(node), self.token(room_name, "probe"), self.options()),
-                15,
-            )
+            await connect_room(room, self.ws_base(node), self.token(room_name, "probe"), self.options(), 15)
             if room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
                 raise RuntimeError(f"connection state {int(room.connection_state)}")
             if self.args.relay:
@@ -363,8 +362,15 @@ def run_harness(
         for h in outputs["inventory"]["groups"]["sfu"]
     ]
     harness = harness_class(args, outputs)
+
+    async def run_and_settle() -> None:
+        try:
+            await harness.run()
+        finally:
+            await settle_connects()
+
     try:
-        asyncio.run(harness.run())
+        asyncio.run(run_and_settle())
     finally:
         content = report(harness) if report else harness.report
         Path(args.report).write_text(json.dumps(content, indent=2), encoding="utf-8")

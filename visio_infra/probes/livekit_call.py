@@ -249,6 +249,47 @@ async def _bounded(coro: Any, seconds: float) -> Any:
     return await asyncio.wait_for(coro, timeout=seconds)
 
 
+_UNFINISHED_CONNECTS: set[asyncio.Task[Any]] = set()
+"""Connects that outlived their caller's timeout, kept until they end (see connect_room)."""
+
+
+async def connect_room(room: Any, url: str, token: str, options: Any, seconds: float) -> None:
+    """`room.connect` bounded by `seconds`, without ever cancelling the connect itself.
+
+    The SDK's Rust side goes on connecting when the Python side gives up; once it gets through it
+    waits for the Python room to say it is ready, and livekit 1.2.1 aborts the whole process when
+    nobody does ("FFI Panic: timed out waiting for ReadyForRoomEventRequest", seen under load in a lab
+    drill). So on timeout the connect keeps running in the background, the room is disconnected once
+    it gets through, and the caller gets TimeoutError. `settle_connects` waits for the stragglers
+    before a process ends."""
+    task = asyncio.ensure_future(room.connect(url, token, options))
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        task.result()
+        return
+    _UNFINISHED_CONNECTS.add(task)
+
+    def _ended(finished: asyncio.Task[Any]) -> None:
+        _UNFINISHED_CONNECTS.discard(finished)
+        if not finished.cancelled() and finished.exception() is None:
+            leave = asyncio.ensure_future(room.disconnect())
+            _UNFINISHED_CONNECTS.add(leave)
+            leave.add_done_callback(_UNFINISHED_CONNECTS.discard)
+
+    task.add_done_callback(_ended)
+    raise TimeoutError(f"the connect did not get through within {seconds:.0f} s")
+
+
+async def settle_connects(seconds: float = 60) -> int:
+    """Wait (bounded) for connects that outlived their timeout, and their disconnects; how many were
+    still running when asked."""
+    pending = len(_UNFINISHED_CONNECTS)
+    end = time.monotonic() + seconds
+    while _UNFINISHED_CONNECTS and time.monotonic() < end:
+        await asyncio.wait(set(_UNFINISHED_CONNECTS), timeout=max(0.1, end - time.monotonic()))
+    return pending
+
+
 async def run_call(settings: CallSettings, mode: str) -> CallReport:
     """One call in `mode`; always cleans up (disconnect, delete the room) within bounded time."""
     from livekit import api, rtc
@@ -331,10 +372,11 @@ async def run_call(settings: CallSettings, mode: str) -> CallReport:
             api.CreateRoomRequest(name=room_name, empty_timeout=30, max_participants=2)
         ), left())
         join_started = time.monotonic()
-        await _bounded(asyncio.gather(
-            subscriber.connect(settings.url, token("visio-verify-subscriber"), options),
-            publisher.connect(settings.url, token("visio-verify-publisher"), options),
-        ), left())
+        seconds = left()
+        await asyncio.gather(
+            connect_room(subscriber, settings.url, token("visio-verify-subscriber"), options, seconds),
+            connect_room(publisher, settings.url, token("visio-verify-publisher"), options, seconds),
+        )
         video = rtc.VideoSource(*VIDEO_SIZE)
         audio = rtc.AudioSource(AUDIO_RATE, 1)
         camera = rtc.LocalVideoTrack.create_video_track("visio-verify-camera", video)
@@ -397,7 +439,9 @@ async def run_call(settings: CallSettings, mode: str) -> CallReport:
 
 async def run_calls(settings: CallSettings, modes: list[str]) -> list[CallReport]:
     """Calls one after the other (each one its own room) so their timings do not interfere."""
-    return [await run_call(settings, mode) for mode in modes]
+    reports = [await run_call(settings, mode) for mode in modes]
+    await settle_connects()
+    return reports
 
 
 # --------------------------------------------------------------------------- command line
