@@ -108,14 +108,15 @@ else
   row "(none yet: run make test)" ""
 fi
 # Every figure the lab tests recorded in that run (fault drills, rollouts, converges: record_property).
-if [ -s reports/lab.xml ]; then
-  echo "lab test figures of that run (reports/lab.xml)"
+for xml in reports/lab.xml reports/lab-drills.xml; do
+  [ -s "$xml" ] || continue
+  echo "lab test figures of that run ($xml)"
   python3 -c 'import sys,xml.etree.ElementTree as E
 for case in E.parse(sys.argv[1]).iter("testcase"):
     for p in case.iter("property"):
         print("  %-52s %s" % (p.get("name").replace("_", " ") + (" (s)" if p.get("name").endswith("seconds") else ""), p.get("value")))' \
-    reports/lab.xml
-fi
+    "$xml"
+done
 
 [ "$want_lab" = 1 ] || { echo "(add --lab for the lab figures: it rebuilds the lab from nothing)"; exit 0; }
 

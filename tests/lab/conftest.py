@@ -30,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "after_destroy: checks run after `pulumi destroy --stack lab`")
     config.addinivalue_line("markers", "labhost: creates real nspawn machines on the lab bridge (root)")
+    config.addinivalue_line(
+        "markers", "drill: a fault drill that measures recovery times (run on an otherwise quiet machine)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

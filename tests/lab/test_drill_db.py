@@ -55,7 +55,7 @@ should carry too)."""
 TABLE = "visio_drill_db"
 PATRONICTL = "runuser -u postgres -- patronictl -c /etc/patroni/config.yml"
 
-pytestmark = pytest.mark.labhost
+pytestmark = [pytest.mark.labhost, pytest.mark.drill]
 
 
 class Writer(threading.Thread):

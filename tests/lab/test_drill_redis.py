@@ -51,6 +51,8 @@ from visio_infra.hosts import ansible_run
 from visio_infra.model.security_rules import REDIS_PORT, REDIS_SENTINEL_MASTER_NAME, SENTINEL_PORT
 from visio_infra.model.stack_file import load_stack_file, stack_file
 
+pytestmark = pytest.mark.drill
+
 WARMUP_SECONDS = 15
 FAILOVER_DEADLINE = 60
 AFTER_FAILOVER_SECONDS = 30

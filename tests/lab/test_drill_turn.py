@@ -25,7 +25,7 @@ import pytest
 from tests.lab.lab_ops import STACK, call_traffic, drill_figures, lab_up, power_cut, private_dir, visio
 from visio_infra.commands.verify import fetch_outputs
 
-pytestmark = pytest.mark.labhost
+pytestmark = [pytest.mark.labhost, pytest.mark.drill]
 
 MEETING_SECONDS = 75
 BEFORE_CUT_SECONDS = 8
