@@ -232,3 +232,18 @@ def drill_figures(name: str, figures: dict[str, Any], record_property: Any) -> N
     print(f"DRILL-{name} stack={STACK} " + " ".join(f"{k}={v}" for k, v in figures.items()))
     for key, value in figures.items():
         record_property(f"drill_{name.lower()}_{key}", value)
+
+
+def bring_back(drill: str, victim: str, record_property: Any, *, check: bool) -> None:
+    """After a drill's power cut, whatever the drill found: the lost machine comes back the documented
+    way (`scripts/lab.sh up`) and `visio verify` runs, so a failed drill never leaves the lab a node
+    short for the tests after it. `check`: fail on them (False while another failure is on its way)."""
+    started = time.monotonic()
+    rc, _ = lab_up()
+    verify_rc = visio("verify", STACK)[0] if rc == 0 else None
+    figures = {"victim": victim, "back_with_lab_up_s": round(time.monotonic() - started, 1),
+               "verify_after": verify_rc == 0}
+    drill_figures(drill, figures, record_property)
+    if check:
+        assert rc == 0, "scripts/lab.sh up did not bring the lab back (see its output above)"
+        assert verify_rc == 0, f"visio verify {STACK} failed after {victim} came back"

@@ -17,12 +17,20 @@ Figures: `DRILL-TURN ...` on stdout and as JUnit properties. Bounded like the SF
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import STACK, call_traffic, drill_figures, lab_up, power_cut, private_dir, visio
+from tests.lab.lab_ops import (
+    STACK,
+    bring_back,
+    call_traffic,
+    drill_figures,
+    power_cut,
+    private_dir,
+)
 from visio_infra.commands.verify import fetch_outputs
 
 pytestmark = [pytest.mark.labhost, pytest.mark.drill]
@@ -41,68 +49,58 @@ def test_turn_node_lost_during_a_relayed_meeting(record_property: Any) -> None:
     by_ip = {str(h.get("public_ip") or h["private_ip"]): h["name"] for h in turn}
     work = private_dir("visio-drill-turn-")
     extra = ("--relay", "--meeting-relay", "--stall-seconds", str(STALL_SECONDS))
-    with call_traffic(
-        work,
-        outputs,
-        meeting_seconds=MEETING_SECONDS,
-        script="drill_traffic.py",
-        probe_interval=1.5,
-        extra=extra,
-    ) as meeting:
-        relays = meeting.get("relay") or {}
-        relay_ip = str(relays.get("subscriber") or "")
-        assert relay_ip in by_ip, f"the meeting's media is not relayed through a TURN node: {relays}"
-        victim = by_ip[relay_ip]
-        print(
-            f"relayed meeting {meeting['room']} through {relays}: cutting {victim} in {BEFORE_CUT_SECONDS} s"
-        )
-        time.sleep(BEFORE_CUT_SECONDS)
-        cut = power_cut(victim)
-        print(f"{victim} powered off at {cut:.3f}")
-    report = json.loads((work / "traffic.json").read_text())
-    meeting, probe = report["meeting"], report["probe"]
-    recoveries = [r for r in meeting.get("recoveries", []) if r["back_wall"] > cut]
-    during = [w for w in probe.get("wall", []) if w >= cut]
-    after = meeting.get("relay_at_leave") or {}
-    figures: dict[str, Any] = {
-        "victim": victim,
-        "recovered": bool(recoveries),
-        "recovery_s": round(recoveries[0]["back_wall"] - cut, 2) if recoveries else None,
-        "how": recoveries[0]["how"] if recoveries else None,
-        "relay_before": relay_ip,
-        "relay_after": after.get("subscriber"),
-        "probe_joins": probe["joins"],
-        "probe_ok": probe["ok"],
-        "probe_failures": len(probe["failures"]),
-        "probe_joins_after_cut": len(during),
-        "probe_per_turn": json.dumps(probe["per_turn"], sort_keys=True).replace(" ", ""),
-    }
-    drill_figures("TURN", figures, record_property)
-    print(f"meeting events: {json.dumps(meeting['events'])[-3000:]}")
-
-    assert not meeting.get("error"), meeting.get("error")
-    assert recoveries, (
-        f"the relayed meeting never came back after {victim} was lost: {meeting['events'][-10:]}"
-    )
-    assert figures["relay_after"] in by_ip and by_ip[figures["relay_after"]] != victim, (
-        f"the meeting should be relayed by a surviving TURN node at the end: {after}"
-    )
-    assert meeting["connected_at_leave"] == {"publisher": 1, "subscriber": 1}, meeting["connected_at_leave"]
-    assert figures["recovery_s"] <= RECOVERY_TARGET_SECONDS, f"recovery took {figures['recovery_s']} s"
-    assert len(during) >= 10, f"too few probe joins after the cut: {len(during)}"
-    assert not probe["failures"], f"relayed probe joins failed during the drill: {probe['failures']}"
-
-    started = time.monotonic()
-    rc, _ = lab_up()
-    assert rc == 0, "scripts/lab.sh up did not bring the lab back (see its output above)"
-    rc, _ = visio("verify", STACK)
-    drill_figures(
-        "TURN",
-        {
+    victim: str | None = None
+    cut: float | None = None
+    try:
+        with call_traffic(
+            work,
+            outputs,
+            meeting_seconds=MEETING_SECONDS,
+            script="drill_traffic.py",
+            probe_interval=1.5,
+            extra=extra,
+        ) as meeting:
+            relays = meeting.get("relay") or {}
+            relay_ip = str(relays.get("subscriber") or "")
+            assert relay_ip in by_ip, f"the meeting's media is not relayed through a TURN node: {relays}"
+            victim = by_ip[relay_ip]
+            print(f"relayed meeting {meeting['room']} through {relays}: cutting {victim}", flush=True)
+            time.sleep(BEFORE_CUT_SECONDS)
+            cut = power_cut(victim)
+            print(f"{victim} powered off at {cut:.3f}")
+        report = json.loads((work / "traffic.json").read_text())
+        meeting, probe = report["meeting"], report["probe"]
+        recoveries = [r for r in meeting.get("recoveries", []) if r["back_wall"] > cut]
+        during = [w for w in probe.get("wall", []) if w >= cut]
+        after = meeting.get("relay_at_leave") or {}
+        figures: dict[str, Any] = {
             "victim": victim,
-            "back_with_lab_up_s": round(time.monotonic() - started, 1),
-            "verify_after": rc == 0,
-        },
-        record_property,
-    )
-    assert rc == 0, f"visio verify {STACK} failed after {victim} came back"
+            "recovered": bool(recoveries),
+            "recovery_s": round(recoveries[0]["back_wall"] - cut, 2) if recoveries else None,
+            "how": recoveries[0]["how"] if recoveries else None,
+            "relay_before": relay_ip,
+            "relay_after": after.get("subscriber"),
+            "probe_joins": probe["joins"],
+            "probe_ok": probe["ok"],
+            "probe_failures": len(probe["failures"]),
+            "probe_joins_after_cut": len(during),
+            "probe_per_turn": json.dumps(probe["per_turn"], sort_keys=True).replace(" ", ""),
+        }
+        drill_figures("TURN", figures, record_property)
+        print(f"meeting events: {json.dumps(meeting['events'])[-3000:]}")
+
+        assert not meeting.get("error"), meeting.get("error")
+        assert recoveries, (
+            f"the relayed meeting never came back after {victim} was lost: {meeting['events'][-10:]}"
+        )
+        assert figures["relay_after"] in by_ip and by_ip[figures["relay_after"]] != victim, (
+            f"the meeting should be relayed by a surviving TURN node at the end: {after}"
+        )
+        connected = meeting["connected_at_leave"]
+        assert connected == {"publisher": 1, "subscriber": 1}, connected
+        assert figures["recovery_s"] <= RECOVERY_TARGET_SECONDS, f"recovery took {figures['recovery_s']} s"
+        assert len(during) >= 10, f"too few probe joins after the cut: {len(during)}"
+        assert not probe["failures"], f"relayed probe joins failed during the drill: {probe['failures']}"
+    finally:
+        if victim is not None and cut is not None:
+            bring_back("TURN", victim, record_property, check=sys.exc_info()[0] is None)
