@@ -9,6 +9,7 @@ expected labels filled in, so promtool also checks the annotation templates rend
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,15 @@ DB = 'role="db",scope="visio"'
 
 def _series(name: str, labels: str, values: str) -> dict[str, str]:
     return {"series": f"{name}{{{labels}}}", "values": values}
+
+
+def _patroni(metric: str, values: Callable[[int], str]) -> list[dict[str, str]]:
+    """One Patroni series per DB member db-1..db-3, `values(member)` giving each one's samples."""
+    return [_series(metric, f'job="patroni",node="db-{i}",{DB},name="db-{i}"', values(i)) for i in (1, 2, 3)]
+
+
+def _leader_is(member: int) -> Callable[[int], str]:
+    return lambda i: "1x10" if i == member else "0x10"
 
 
 def _labels(labels: str) -> dict[str, str]:
@@ -342,24 +352,14 @@ CASES: list[dict[str, Any]] = [
         "name": "no member holds the leader lock",
         "alert": "PostgresNoPrimary",
         "at": "3m",
-        "series": [
-            _series("patroni_primary", f'job="patroni",node="db-{i}",{DB},name="db-{i}"', "0x10")
-            for i in (1, 2, 3)
-        ],
+        "series": _patroni("patroni_primary", lambda _i: "0x10"),
         "fire": [{"scope": "visio", "severity": "page"}],
     },
     {
         "name": "one leader",
         "alert": "PostgresNoPrimary",
         "at": "3m",
-        "series": [
-            _series(
-                "patroni_primary",
-                f'job="patroni",node="db-{i}",{DB},name="db-{i}"',
-                "1x10" if i == 1 else "0x10",
-            )
-            for i in (1, 2, 3)
-        ],
+        "series": _patroni("patroni_primary", _leader_is(1)),
         "fire": [],
     },
     {
@@ -367,18 +367,8 @@ CASES: list[dict[str, Any]] = [
         "alert": "PostgresNoSynchronousStandby",
         "at": "5m",
         "series": [
-            *[
-                _series(
-                    "patroni_primary",
-                    f'job="patroni",node="db-{i}",{DB},name="db-{i}"',
-                    "1x10" if i == 1 else "0x10",
-                )
-                for i in (1, 2, 3)
-            ],
-            *[
-                _series("patroni_sync_standby", f'job="patroni",node="db-{i}",{DB},name="db-{i}"', "0x10")
-                for i in (1, 2, 3)
-            ],
+            *_patroni("patroni_primary", _leader_is(1)),
+            *_patroni("patroni_sync_standby", lambda _i: "0x10"),
         ],
         "fire": [{"scope": "visio", "severity": "page"}],
     },
@@ -387,22 +377,8 @@ CASES: list[dict[str, Any]] = [
         "alert": "PostgresNoSynchronousStandby",
         "at": "5m",
         "series": [
-            *[
-                _series(
-                    "patroni_primary",
-                    f'job="patroni",node="db-{i}",{DB},name="db-{i}"',
-                    "1x10" if i == 1 else "0x10",
-                )
-                for i in (1, 2, 3)
-            ],
-            *[
-                _series(
-                    "patroni_sync_standby",
-                    f'job="patroni",node="db-{i}",{DB},name="db-{i}"',
-                    "1x10" if i == 2 else "0x10",
-                )
-                for i in (1, 2, 3)
-            ],
+            *_patroni("patroni_primary", _leader_is(1)),
+            *_patroni("patroni_sync_standby", _leader_is(2)),
             _series("patroni_primary", 'job="patroni",node="x-1",role="db",scope="other",name="x-1"', "0x10"),
             _series(
                 "patroni_sync_standby", 'job="patroni",node="x-1",role="db",scope="other",name="x-1"', "0x10"
