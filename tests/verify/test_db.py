@@ -239,12 +239,13 @@ def test_restore_into_a_scratch_instance_returns_the_data(primary, facts, config
     )
 
 
-def test_hardening_db_tls_settings(node, facts):
-    """The server refuses TLS below 1.2 and offers only the role's TLS 1.2 suites (ECDHE + AEAD); where
-    the controller reaches 5432, `visio verify --hardening` also scans it with testssl.sh."""
-    shown = node.host.run(
-        "runuser -u postgres -- psql -XAtc 'show ssl_min_protocol_version' -c 'show ssl_ciphers'"
-    )
-    assert shown.rc == 0, f"{node}: {shown.stderr.strip()[:300]}"
+def test_hardening_db_tls_settings(db_nodes, facts):
+    """Every DB node's server refuses TLS below 1.2 and offers only the role's TLS 1.2 suites (ECDHE +
+    AEAD); where the controller reaches 5432, `visio verify --hardening` also scans it with testssl.sh."""
     want = [facts["postgresql_tls_min_version"], facts["postgresql_tls12_ciphers"]]
-    assert shown.stdout.split() == want, f"{node}: server runs {shown.stdout.split()}, want {want}"
+    for node in db_nodes:
+        shown = node.host.run(
+            "runuser -u postgres -- psql -XAtc 'show ssl_min_protocol_version' -c 'show ssl_ciphers'"
+        )
+        assert shown.rc == 0, f"{node}: {shown.stderr.strip()[:300]}"
+        assert shown.stdout.split() == want, f"{node}: server runs {shown.stdout.split()}, want {want}"
