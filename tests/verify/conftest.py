@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from visio_infra.hosts.ssh import node_address, write_ssh_config
 from visio_infra.model.config.stack import StackConfig
 from visio_infra.model.stack_file import load_stack_file, stack_file
 
@@ -175,30 +176,13 @@ def ca_file(outputs: dict[str, Any], workdir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def ssh_config(inventory: dict[str, Any], workdir: Path) -> str:
-    """An ssh_config for every node: stack key, strict host keys, one multiplexed connection per host,
-    and the bastion as ProxyJump in production."""
-    connection = inventory.get("connection") or {}
-    lines = ["Host *", f"  User {connection.get('user', 'root')}", "  BatchMode yes",
-             "  ControlMaster auto", f"  ControlPath {workdir}/cm-%C", "  ControlPersist 120s",
-             "  ConnectTimeout 10", "  ServerAliveInterval 10"]
-    if connection.get("ssh_key_file"):
-        lines += [f"  IdentityFile {connection['ssh_key_file']}", "  IdentitiesOnly yes"]
-    if connection.get("known_hosts_file"):
-        lines += [f"  UserKnownHostsFile {connection['known_hosts_file']}", "  StrictHostKeyChecking yes"]
-    else:
-        lines += ["  StrictHostKeyChecking accept-new"]
-    bastion = connection.get("bastion")
-    if bastion:
-        lines.append(f"  ProxyJump {bastion.get('user', 'debian')}@{bastion['host']}")
-    path = workdir / f"ssh_config.{os.getpid()}"
-    path.write_text("\n".join(lines) + "\n", encoding="ascii")
-    path.chmod(0o600)
-    return str(path)
+    """An ssh_config for every node (visio_infra/hosts/ssh.py): stack key, strict host keys, one
+    multiplexed connection per host, and the bastion as ProxyJump in production."""
+    return str(write_ssh_config(inventory.get("connection") or {}, workdir, f"ssh_config.{os.getpid()}"))
 
 
 def _address(host: dict[str, Any], inventory: dict[str, Any]) -> str:
-    bastion = (inventory.get("connection") or {}).get("bastion")
-    return str(host["private_ip"] if bastion or not host.get("public_ip") else host["public_ip"])
+    return node_address(host, inventory.get("connection") or {})
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@
     visio verify <stack>      run the verification suite (testinfra + a real call) against a stack
     visio upgrade <stack>     show the rolling-upgrade plan, then roll it out node by node
     visio summary <stack>     endpoints, nodes, versions and next steps of a deployed stack
+    visio status <stack>      per node: CPU, services, rooms, TURN allocations, replication (refreshed)
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ COMMANDS = {
     "summary": (
         "visio_infra.commands.summary",
         "endpoints, nodes, versions and next steps of a deployed stack",
+    ),
+    "status": (
+        "visio_infra.commands.status",
+        "per node: CPU, services, rooms, TURN allocations, replication (refreshed)",
     ),
 }
 

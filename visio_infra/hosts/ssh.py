@@ -1,0 +1,52 @@
+"""How the operator's machine reaches a stack's nodes over SSH, from the inventory's `connection`.
+
+One place for it: `visio verify` (tests/verify/conftest.py) and `visio status` write the same
+ssh_config: the stack's key only, strict host keys from the stack's known_hosts, one multiplexed
+connection per node, and the bastion as ProxyJump in production (nodes are addressed by their private
+address then; in the lab directly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def ssh_config_text(connection: Mapping[str, Any], control_dir: Path) -> str:
+    """The ssh_config for every node of a stack (pure: the caller writes it, mode 0600)."""
+    lines = [
+        "Host *",
+        f"  User {connection.get('user', 'root')}",
+        "  BatchMode yes",
+        "  ControlMaster auto",
+        f"  ControlPath {control_dir}/cm-%C",
+        "  ControlPersist 120s",
+        "  ConnectTimeout 10",
+        "  ServerAliveInterval 10",
+    ]
+    if connection.get("ssh_key_file"):
+        lines += [f"  IdentityFile {connection['ssh_key_file']}", "  IdentitiesOnly yes"]
+    if connection.get("known_hosts_file"):
+        lines += [f"  UserKnownHostsFile {connection['known_hosts_file']}", "  StrictHostKeyChecking yes"]
+    else:
+        lines += ["  StrictHostKeyChecking accept-new"]
+    bastion = connection.get("bastion")
+    if bastion:
+        lines.append(f"  ProxyJump {bastion.get('user', 'debian')}@{bastion['host']}")
+    return "\n".join(lines) + "\n"
+
+
+def node_address(host: Mapping[str, Any], connection: Mapping[str, Any]) -> str:
+    """The address SSH uses for a node: private behind a bastion (or without a public one), else public."""
+    if connection.get("bastion") or not host.get("public_ip"):
+        return str(host["private_ip"])
+    return str(host["public_ip"])
+
+
+def write_ssh_config(connection: Mapping[str, Any], workdir: Path, name: str) -> Path:
+    """Write the ssh_config (0600) under `workdir`, which also holds the control sockets."""
+    path = workdir / name
+    path.write_text(ssh_config_text(connection, workdir), encoding="ascii")
+    path.chmod(0o600)
+    return path
