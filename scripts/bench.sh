@@ -117,6 +117,20 @@ for case in E.parse(sys.argv[1]).iter("testcase"):
         print("  %-52s %s" % (p.get("name").replace("_", " ") + (" (s)" if p.get("name").endswith("seconds") else ""), p.get("value")))' \
     "$xml"
 done
+# The load test of that run (tests/lab/test_loadtest.py): measured per participant next to the model.
+if [ -s reports/loadtest-lab.json ]; then
+  echo "load test of that run (reports/loadtest-lab.json): per participant, model vs measured"
+  python3 -c 'import json,sys
+r = json.load(open(sys.argv[1])); m = r["model"]
+print("  %-52s %s" % ("load", "%d rooms x %d participants, %s s" % (r["rooms"], r["participants_per_room"], r["window_s"])))
+print("  %-52s %d/%d" % ("joins", r["joins_ok"], r["joins_total"]))
+print("  %-52s p50 %s, p95 %s" % ("join -> first frame (s)", r["first_frame_p50_s"], r["first_frame_p95_s"]))
+print("  %-52s %s" % ("received video (fps per remote track)", r["received_fps"]))
+for label, key, measured in (("SFU vCPU", "vcpu_per_video_participant", "vcpu_per_participant"),
+                             ("SFU egress (Mbit/s)", "mbps_out_per_video_participant", "mbps_out_per_participant"),
+                             ("SFU ingress (Mbit/s)", "mbps_in_per_video_participant", "mbps_in_per_participant")):
+    print("  %-52s model %s, measured %s" % (label, m.get(key), r[measured]))' reports/loadtest-lab.json
+fi
 
 [ "$want_lab" = 1 ] || { echo "(add --lab for the lab figures: it rebuilds the lab from nothing)"; exit 0; }
 

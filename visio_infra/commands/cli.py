@@ -7,6 +7,7 @@
     visio upgrade <stack>     show the rolling-upgrade plan, then roll it out node by node
     visio summary <stack>     endpoints, nodes, versions and next steps of a deployed stack
     visio status <stack>      per node: CPU, services, rooms, TURN allocations, replication (refreshed)
+    visio loadtest <stack>    synthetic participants; measured SFU CPU and bandwidth vs. the sizing model
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ COMMANDS = {
     "status": (
         "visio_infra.commands.status",
         "per node: CPU, services, rooms, TURN allocations, replication (refreshed)",
+    ),
+    "loadtest": (
+        "visio_infra.commands.loadtest",
+        "synthetic participants; measured SFU CPU and bandwidth vs. the sizing model",
     ),
 }
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from visio_infra.hosts.ssh import node_address, write_ssh_config
+from visio_infra.hosts.ssh import run_script, write_ssh_config
 from visio_infra.model.node_status import (
     NodeStatus,
     findings,
@@ -47,18 +47,15 @@ def read_node(
     host: Mapping[str, Any], role: str, connection: Mapping[str, Any], ssh_config: Path
 ) -> NodeStatus:
     """One node's status over SSH; an unreachable node or a failed probe becomes an error, not a crash."""
-    user = connection.get("user", "root")
-    shell = "bash -s" if user == "root" else "sudo -n bash -s"
-    argv = ["ssh", "-F", str(ssh_config), f"{user}@{node_address(host, connection)}", shell]
     try:
-        done = subprocess.run(argv, input=probe_script(role, str(host["private_ip"])), capture_output=True,
-                              text=True, timeout=PROBE_TIMEOUT_SECONDS, check=False)
+        rc, out, err = run_script(host, connection, ssh_config, probe_script(role, str(host["private_ip"])),
+                                  timeout=PROBE_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         return NodeStatus(str(host["name"]), role, error=f"no answer within {PROBE_TIMEOUT_SECONDS} s")
-    if done.returncode == 255:
-        reason = (done.stderr.strip().splitlines() or ["ssh failed"])[-1]
+    if rc == 255:
+        reason = (err.strip().splitlines() or ["ssh failed"])[-1]
         return NodeStatus(str(host["name"]), role, error=reason[:200])
-    return parse_probe(str(host["name"]), role, done.stdout)
+    return parse_probe(str(host["name"]), role, out)
 
 
 def read_stack(inventory: Mapping[str, Any], workdir: Path) -> list[NodeStatus]:

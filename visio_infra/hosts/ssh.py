@@ -8,6 +8,7 @@ address then; in the lab directly).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,3 +51,15 @@ def write_ssh_config(connection: Mapping[str, Any], workdir: Path, name: str) ->
     path.write_text(ssh_config_text(connection, workdir), encoding="ascii")
     path.chmod(0o600)
     return path
+
+
+def run_script(
+    host: Mapping[str, Any], connection: Mapping[str, Any], ssh_config: Path, script: str, timeout: float = 30
+) -> tuple[int, str, str]:
+    """Run a shell script on a node (fed to `bash -s`, as root: sudo when the user is not);
+    (exit code, stdout, stderr); 255 is SSH's own failure. Raises subprocess.TimeoutExpired."""
+    user = connection.get("user", "root")
+    shell = "bash -s" if user == "root" else "sudo -n bash -s"
+    argv = ["ssh", "-F", str(ssh_config), f"{user}@{node_address(host, connection)}", shell]
+    done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=timeout, check=False)
+    return done.returncode, done.stdout, done.stderr
