@@ -83,7 +83,15 @@ lab() {
 openstack() {
   say "openstack: cloud up"
   trap 'say "openstack: cloud down"; bash scripts/openstack-cloud.sh down' EXIT
-  timed "openstack: cloud up" bash scripts/openstack-cloud.sh up
+  if ! timed "openstack: cloud up" bash scripts/openstack-cloud.sh up; then
+    # Keep what the machine's journal says before `down` removes it (a cold machine's first boot
+    # once never got a Keystone token in 900 s while the same root booted in 77 s later).
+    say "openstack: the cloud did not come up; its journal is in reports/openstack-boot.log"
+    timeout 120 bash scripts/openstack-cloud.sh exec bash -c \
+      'systemctl --failed --no-pager; uptime; free -m; journalctl -b --no-pager -n 400' \
+      > reports/openstack-boot.log 2>&1 || true
+    exit 1
+  fi
   say "openstack: acceptance stack, preflight (tests/openstack)"
   timed "openstack: tests/openstack" \
     python -m pytest tests/openstack -q -p no:cacheprovider --junitxml=reports/openstack.xml

@@ -253,10 +253,12 @@ class Drill(Traffic):
     async def probe_once(self, number: int) -> None:
         probe = self.report["probe"]
         before = len(probe["failures"])
-        probe.setdefault("wall", []).append(round(time.time(), 3))
+        started = round(time.time(), 3)
+        probe.setdefault("wall", []).append(started)
         await super().probe_once(number)
         if len(probe["failures"]) > before:
             probe["failures"][-1]["wall"] = round(time.time(), 3)
+            probe["failures"][-1]["started_wall"] = started
 
 
 def main(argv: list[str] | None = None) -> int:
