@@ -47,7 +47,9 @@ def test_small_load_measures_the_sfu_against_the_model() -> None:
     assert report["received_fps"] >= 5, report  # 15 fps sent; a loaded lab still delivers most
     assert report["first_frame_p95_s"] is not None and report["first_frame_p95_s"] < 30, report
     assert report["vcpu_per_participant"] > 0 and report["mbps_out_per_participant"] > 0, report
-    assert report["peak_participants_seen"] == 6, report
+    # LiveKit's participant gauge summed over the SFU nodes sees every participant (one whose
+    # signalling goes through another node than its room's may be counted on both).
+    assert report["peak_participants_seen"] >= 6, report
     assert report["model"]["vcpu_per_video_participant"] > 0
     for line in done.stdout.splitlines():
         if line.startswith(("joins:", "join ->", "received", "vCPU", "egress", "ingress")):

@@ -148,6 +148,8 @@ class LoadReport:
     mbps_out_per_participant: float | None
     mbps_in_per_participant: float | None
     peak_participants_seen: int
+    """LiveKit's participant gauge summed over the SFU nodes at the window's end (a participant whose
+    signalling goes through another node than its room's can be counted on both)."""
     model: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
