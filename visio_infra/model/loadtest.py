@@ -110,7 +110,6 @@ def parse_counters(sections: Mapping[str, str]) -> SfuCounters:
     # After the command name: state is field 3, utime field 14, stime field 15 (1-based, proc(5)).
     cpu = (int(fields[11]) + int(fields[12])) / clock
     out = inn = 0.0
-    participants = 0.0
     for line in sections["metrics"].splitlines():
         if line.startswith("livekit_packet_bytes"):
             value = float(line.rsplit(" ", 1)[1])
