@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from visio_infra.model.node_status import PATRONICTL
+
 MAX_REPLAY_LAG_BYTES = 16 * 1024 * 1024
 """One WAL segment: a healthy idle replica is far below this."""
 MAX_REPLAY_LAG_SECONDS = 10
@@ -33,7 +35,6 @@ def db_nodes(hosts_of):
     return nodes
 
 
-PATRONICTL = "runuser -u postgres -- patronictl -c /etc/patroni/config.yml"
 ETCD_TLS = "--cacert=/etc/etcd/tls/ca.crt --cert=/etc/etcd/tls/server.crt --key=/etc/etcd/tls/server.key"
 
 

@@ -12,6 +12,7 @@ import socket
 import pytest
 
 from visio_infra.hosts.ansible_vars import REDIS_PORT
+from visio_infra.model.node_status import REDIS_AUTH
 from visio_infra.model.security_rules import REDIS_SENTINEL_MASTER_NAME, SENTINEL_PORT
 
 from . import expectations as ex
@@ -107,12 +108,12 @@ def test_refused_from_outside_or_password_bound_for_meet(node, config, port):
 # --------------------------------------------------------------------------- Sentinel
 
 # The password is read on the node from its own Redis config into redis-cli's environment: it never
-# appears on a command line (not in `ps`, not in the test ids) nor leaves the node.
-_AUTH = "REDISCLI_AUTH=$(sed -n 's/^requirepass \"\\(.*\\)\"$/\\1/p' /etc/redis/visio-redis.conf)"
+# appears on a command line (not in `ps`, not in the test ids) nor leaves the node (the same
+# REDIS_AUTH as `visio status`).
 
 
 def _cli(node, port: int, *args: str) -> str:
-    command = (f"{_AUTH} redis-cli --no-auth-warning -h {node.private_ip} -p {port} "
+    command = (f"{REDIS_AUTH} redis-cli --no-auth-warning -h {node.private_ip} -p {port} "
                + " ".join(shlex.quote(a) for a in args))
     result = node.host.run(command)
     assert result.rc == 0, f"{node}: redis-cli {args[0]} failed: {result.stderr.strip()[-300:]}"
