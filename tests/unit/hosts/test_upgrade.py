@@ -14,6 +14,8 @@ from visio_infra.hosts.rolling_upgrade import figures_lines, version_changes
 from visio_infra.hosts.upgrade_runner import EventTap, UpgradeError, db_candidate, node_states
 from visio_infra.model.rollout import NodeState, Plan, RolloutState, Step
 
+ROOT_TEMPLATES = Path(__file__).resolve().parents[3] / "roles" / "livekit" / "templates"
+
 ROOT = Path(__file__).resolve().parents[3]
 MODULE = ROOT / "playbooks" / "library" / "visio_livekit_nodes.py"
 spec = importlib.util.spec_from_file_location("visio_livekit_nodes", MODULE)
@@ -263,7 +265,7 @@ def _front(front: str, out: list[str], sfu: tuple[str, ...] = ("sfu-1", "sfu-2",
 def test_front_sends_to_its_own_livekit_first_and_to_the_peers_as_backup():
     assert _front("sfu-2", []) == [
         "upstream livekit_signalling {",
-        "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s;",
+        "server 127.0.0.1:7880 max_fails=0;",
         "server 10.0.0.1:7880 max_fails=1 fail_timeout=10s backup;",
         "server 10.0.0.3:7880 max_fails=1 fail_timeout=10s backup;",
         "upstream livekit_peers {",
@@ -274,14 +276,24 @@ def test_front_sends_to_its_own_livekit_first_and_to_the_peers_as_backup():
 
 def test_a_drained_node_is_out_of_its_own_front_and_its_peers():
     own = _front("sfu-2", ["sfu-2"])
-    assert own[1] == "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s down;"
+    assert own[1] == "server 127.0.0.1:7880 max_fails=0 down;"
     peer = _front("sfu-1", ["sfu-2"])
     assert "server 10.0.0.2:7880 max_fails=1 fail_timeout=10s backup down;" in peer
     assert "server 10.0.0.2:7880 max_fails=1 fail_timeout=10s down;" in peer
-    assert peer[1] == "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s;"
+    assert peer[1] == "server 127.0.0.1:7880 max_fails=0;"
 
 
 def test_a_single_node_front_keeps_its_only_livekit():
     lines = _front("sfu-1", ["sfu-1"], sfu=("sfu-1",))
-    assert lines[1] == "server 127.0.0.1:7880 max_fails=1 fail_timeout=10s;"
+    assert lines[1] == "server 127.0.0.1:7880 max_fails=0;"
     assert lines[-1] == "server 127.0.0.1:7880 down;"
+
+
+def test_a_livekit_504_is_answered_not_retried_at_a_peer():
+    """A 504 is LiveKit's own answer (the room's node did not reply): counting it as a failure
+    took the front's own LiveKit out for fail_timeout and, with a dead peer, every join got 502."""
+    text = (ROOT_TEMPLATES / "nginx-livekit.conf.j2").read_text()
+    main = text.split("location / {", 1)[1]
+    retried = next(line for line in main.splitlines() if "proxy_next_upstream " in line)
+    assert "http_502" in retried and "http_503" in retried
+    assert "http_504" not in retried
