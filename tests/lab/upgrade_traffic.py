@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import itertools
 import json
 import re
@@ -36,6 +35,7 @@ from visio_infra.probes.livekit_call import (
     VIDEO_SIZE,
     _produce,
     connect_room,
+    join_token,
     selected_pair,
     settle_connects,
     ssl_context,
@@ -72,16 +72,7 @@ class Traffic:
         return round(time.monotonic() - self.started, 2)
 
     def token(self, room: str, identity: str) -> str:
-        from livekit import api
-
-        grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
-        return (
-            api.AccessToken(self.key, self.secret)
-            .with_identity(identity)
-            .with_ttl(datetime.timedelta(minutes=30))
-            .with_grants(grants)
-            .to_jwt()
-        )
+        return join_token(self.key, self.secret, room, identity, ttl_seconds=30 * 60)
 
     def options(self, *, meeting: bool = False) -> Any:
         """Room options: relay-only ICE for the meeting (one explicit TURN server) or the probe."""

@@ -233,6 +233,24 @@ def selected_pair(stats: list[Any]) -> dict[str, CandidateInfo]:
 # --------------------------------------------------------------------------- the call
 
 
+def join_token(key: str, secret: str, room: str, identity: str, ttl_seconds: float = 600) -> str:
+    """A token for `identity` to join `room`, publish and subscribe, signed with the stack's API key.
+
+    The one place the probes (verify's call, the load test, the lab's traffic harnesses) mint join
+    tokens, so they all join with the same grants; each caller picks a lifetime that covers its stay.
+    """
+    from livekit import api
+
+    grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
+    return (
+        api.AccessToken(key, secret)
+        .with_identity(identity)
+        .with_ttl(datetime.timedelta(seconds=ttl_seconds))
+        .with_grants(grants)
+        .to_jwt()
+    )
+
+
 @dataclass
 class CallSettings:
     url: str
@@ -321,14 +339,7 @@ async def run_call(settings: CallSettings, mode: str) -> CallReport:
     options = rtc.RoomOptions(auto_subscribe=True, rtc_config=rtc_config, connect_timeout=10)
 
     def token(identity: str) -> str:
-        grants = api.VideoGrants(room_join=True, room=room_name, can_publish=True, can_subscribe=True)
-        return (
-            api.AccessToken(settings.api_key, settings.api_secret)
-            .with_identity(identity)
-            .with_ttl(datetime.timedelta(minutes=10))
-            .with_grants(grants)
-            .to_jwt()
-        )
+        return join_token(settings.api_key, settings.api_secret, room_name, identity, ttl_seconds=600)
 
     import aiohttp
 

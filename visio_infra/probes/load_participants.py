@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from visio_infra.probes.livekit_call import (
     VIDEO_SIZE,
     _produce,
     connect_room,
+    join_token,
     settle_connects,
     ssl_context,
 )
@@ -67,16 +67,6 @@ async def run_load(
     rtc_rooms: list[Any] = []
     producers: list[asyncio.Task[Any]] = []
 
-    def token(room: str, identity: str) -> str:
-        grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
-        return (
-            api.AccessToken(target.api_key, target.api_secret)
-            .with_identity(identity)
-            .with_ttl(datetime.timedelta(seconds=plan.duration + 600))
-            .with_grants(grants)
-            .to_jwt()
-        )
-
     async def consume(person: _Participant, track: Any) -> None:
         stream = rtc.VideoStream(track)
         try:
@@ -103,7 +93,10 @@ async def run_load(
         person.started = time.monotonic()
         try:
             options = rtc.RoomOptions(auto_subscribe=True, rtc_config=options_config, connect_timeout=10)
-            jwt = token(person.result.room, person.result.identity)
+            jwt = join_token(
+                target.api_key, target.api_secret, person.result.room, person.result.identity,
+                ttl_seconds=plan.duration + 600,
+            )
             await connect_room(room, url, jwt, options, join_timeout)
             video = rtc.VideoSource(*VIDEO_SIZE)
             audio = rtc.AudioSource(AUDIO_RATE, 1)

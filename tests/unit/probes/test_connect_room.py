@@ -1,13 +1,16 @@
 """connect_room: a room connect bounded in time but never cancelled half-way (the SDK aborts the
-process when a connect it completed is abandoned), the straggler disconnected once it gets through."""
+process when a connect it completed is abandoned), the straggler disconnected once it gets through.
+join_token: the join token every probe participant uses."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+import jwt
 import pytest
 
-from visio_infra.probes.livekit_call import connect_room, settle_connects
+from visio_infra.probes.livekit_call import connect_room, join_token, settle_connects
 
 
 class FakeRoom:
@@ -61,3 +64,31 @@ def test_a_slow_connect_times_out_but_is_never_cancelled() -> None:
     assert "did not get through" in outcome
     assert pending == 1
     assert room.events == ["connected", "disconnected"]
+
+
+SECRET = "s3cret-" * 6
+ROOM, IDENTITY = "visio-verify-direct-ab12", "visio-verify-publisher"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "ttl"), [({}, 600), ({"ttl_seconds": 1800}, 1800)], ids=["default ttl", "30 min"]
+)
+def test_join_token_grants_one_room_to_one_identity_for_a_lifetime(kwargs: dict[str, int], ttl: int) -> None:
+    before = int(time.time())
+    token = join_token("APIkey", SECRET, ROOM, IDENTITY, **kwargs)
+    after = int(time.time())
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])  # also checks the signature and expiry
+    assert claims["iss"] == "APIkey"
+    assert claims["sub"] == IDENTITY
+    wanted = {"roomJoin": True, "room": ROOM, "canPublish": True, "canSubscribe": True}
+    assert claims["video"].items() >= wanted.items()
+    assert not any(claims["video"].get(g) for g in ("roomAdmin", "roomCreate", "roomList", "roomRecord"))
+    assert before <= claims["nbf"] <= after
+    assert claims["exp"] - claims["nbf"] in (ttl, ttl + 1)  # whole seconds, read at two instants
+    assert before + ttl <= claims["exp"] <= after + ttl
+
+
+def test_join_token_is_refused_under_another_secret() -> None:
+    token = join_token("APIkey", SECRET, ROOM, IDENTITY)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, "another-" * 5, algorithms=["HS256"])
