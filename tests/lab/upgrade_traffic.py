@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import re
 import secrets
 import ssl
 import sys
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from visio_infra.model.node_status import metric_sums
 from visio_infra.probes.livekit_call import (
     AUDIO_RATE,
     VIDEO_SIZE,
@@ -42,8 +42,6 @@ from visio_infra.probes.livekit_call import (
     trust_bundle,
 )
 from visio_infra.probes.turn_probe import rest_api_credentials
-
-PARTICIPANTS_METRIC = re.compile(r"(?m)^livekit_participant_total(?:\{[^}]*\})? ([0-9.eE+]+)$")
 
 
 class Traffic:
@@ -120,7 +118,7 @@ class Traffic:
             status, text = await self.http(f"http://{node['private_ip']}:{self.args.metrics_port}/metrics")
         except Exception:
             return -1
-        return int(sum(float(v) for v in PARTICIPANTS_METRIC.findall(text))) if status == 200 else -1
+        return int(metric_sums(text).get("livekit_participant_total", 0.0)) if status == 200 else -1
 
     async def healthy(self, node: dict[str, str]) -> bool:
         try:
