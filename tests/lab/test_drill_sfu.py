@@ -96,6 +96,7 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
         }
         drill_figures("SFU", figures, record_property)
         print(f"meeting events: {json.dumps(meeting['events'])[-3000:]}")
+        print(f"probe failures: {json.dumps(probe['failures'])}")
 
         assert not meeting.get("error"), meeting.get("error")
         assert recoveries, f"the meeting never came back after {victim} was lost: {meeting['events'][-10:]}"
