@@ -274,9 +274,10 @@ class Traffic:
         room = rtc.Room()
         lk, session = await self.api(node)
         try:
-            await asyncio.wait_for(
-                lk.room.create_room(api.CreateRoomRequest(name=room_name, empty_timeout=10)), 10
-            )
+            # A join as Meet's clients make it: the token names the room and the join creates it (no
+            # room-API call first). LiveKit retries a join whose room was placed on a node that does
+            # not answer (signal_relay.connect_attempts, choosing the node again each time); its
+            # room API does not, so a CreateRoom in the seconds after a node's death can answer 504.
             await connect_room(room, self.ws_base(node), self.token(room_name, "probe"), self.options(), 15)
             if room.connection_state != rtc.ConnectionState.CONN_CONNECTED:
                 raise RuntimeError(f"connection state {int(room.connection_state)}")
