@@ -10,14 +10,13 @@
    dead address, so the test client rejoins the room through the next SFU address that answers
    (as the Meet front end does after a failed reconnect); LiveKit moves the room to a live node
    once the dead node's stats in Redis are stale (5 s).
-4. Every probe join during the drill must succeed, except those started while LiveKit itself still
-   counts the dead node as available (STALE_NODE_WINDOW_SECONDS after the cut): a stopped node's
-   address answers the health check only when its front runs, so the probe skips a dead address, as
-   a browser falls back to the next address of a round-robin name; but a room created through a
-   surviving node in that window can be placed on the dead node (LiveKit's node selector trusts a
-   node whose stats are under 5 s old, selector.AvailableSeconds, written every 2 s), and that join
-   fails. Those are counted (`probe_failures_stale_window`) and bounded; the README's SRE section
-   names the gap. Closing it needs the dead node removed from LiveKit's Redis node table at once.
+4. Every probe join during the drill must succeed. The probe joins as Meet's clients do (the token
+   names the room, the join creates it) through the SFU addresses that answer, as a browser falls
+   back to the next address of a round-robin name. In the first seconds after the cut LiveKit still
+   counts the dead node as available (its stats are under 5 s old, selector.AvailableSeconds) and can
+   place a new room there; the join then rides on LiveKit's own retry (signal_relay.connect_attempts,
+   the node chosen again each time), so it takes longer but succeeds. Figures show how many joins
+   started in that window (STALE_NODE_WINDOW_SECONDS after the cut) and the slowest join.
 5. The machine comes back with `scripts/lab.sh up`, and `visio verify` passes (it serves again).
 Figures: `DRILL-SFU ...` on stdout and as JUnit properties. Bounded: the meeting lasts
 MEETING_SECONDS, the rejoin gives up after 90 s, the probe stops with the meeting.
@@ -50,10 +49,8 @@ BEFORE_CUT_SECONDS = 8
 RECOVERY_TARGET_SECONDS = 30
 """Participants back in a call within this (ping timeout of a dead node + rejoin)."""
 STALE_NODE_WINDOW_SECONDS = 7
-"""LiveKit's selector.AvailableSeconds (5 s) + its node stats interval (2 s): a join started this long
+"""LiveKit's selector.AvailableSeconds (5 s) + its node stats interval (2 s): a room created this long
 after the cut may still be placed on the dead node."""
-MAX_STALE_WINDOW_FAILURES = 2
-"""Probe joins start every 1.5 s and about half of new rooms go to the dead node in the window."""
 
 
 def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
@@ -77,9 +74,7 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
         (work / "events.json").write_text(json.dumps(meeting["events"], indent=2))
         recoveries = [r for r in meeting.get("recoveries", []) if r["back_wall"] > cut]
         during = [w for w in probe.get("wall", []) if w >= cut]
-        window_end = cut + STALE_NODE_WINDOW_SECONDS
-        stale = [f for f in probe["failures"] if cut <= f.get("started_wall", 0) <= window_end]
-        other_failures = [f for f in probe["failures"] if f not in stale]
+        in_window = [w for w in during if w <= cut + STALE_NODE_WINDOW_SECONDS]
         figures: dict[str, Any] = {
             "victim": victim,
             "recovered": bool(recoveries),
@@ -90,8 +85,9 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
             "probe_joins": probe["joins"],
             "probe_ok": probe["ok"],
             "probe_failures": len(probe["failures"]),
-            "probe_failures_stale_window": len(stale),
             "probe_joins_after_cut": len(during),
+            "probe_joins_in_stale_window": len(in_window),
+            "probe_join_ms_max": max(probe["join_ms"], default=None),
             "probe_skipped_unhealthy": sum(probe["skipped_unhealthy"].values()),
         }
         drill_figures("SFU", figures, record_property)
@@ -105,8 +101,8 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
         assert connected == {"publisher": 1, "subscriber": 1}, connected
         assert figures["recovery_s"] <= RECOVERY_TARGET_SECONDS, f"recovery took {figures['recovery_s']} s"
         assert len(during) >= 10, f"too few probe joins after the cut: {len(during)}"
-        assert not other_failures, f"probe joins failed during the drill: {other_failures}"
-        assert len(stale) <= MAX_STALE_WINDOW_FAILURES, f"too many joins placed on the dead node: {stale}"
+        assert in_window, "no probe join started while LiveKit could still place a room on the dead node"
+        assert not probe["failures"], f"probe joins failed during the drill: {probe['failures']}"
     finally:
         # The node comes back the documented way and serves again, even after a failed drill.
         if victim is not None and cut is not None:
