@@ -56,6 +56,11 @@ def test_status_during_a_meeting_then_with_coturn_stopped() -> None:
     redis_roles = [n["figures"]["redis_role"] for n in nodes.values() if n["role"] == "redis"]
     assert redis_roles.count("master") == 1, redis_roles
     assert all(isinstance(n["figures"]["allocations"], int) for n in nodes.values() if n["role"] == "turn")
+    # Days left on each TLS listener's certificate, read on the wire on the node (a fresh stack CA
+    # certificate is valid 397 days).
+    tls_roles = ("sfu", "turn", "db")
+    cert_days = {name: n["figures"]["cert_days"] for name, n in nodes.items() if n["role"] in tls_roles}
+    assert cert_days and all(isinstance(d, int) and 30 < d <= 398 for d in cert_days.values()), cert_days
 
     turn = inventory["groups"]["turn"][0]
     try:

@@ -7,7 +7,8 @@ LiveKit's TLS front, coturn's TLS listeners and PostgreSQL's `sslmode=verify-ful
 against the exported `ca_certificate`. Keys are generated in a dynamic provider with the
 `cryptography` package and only ever stored as Pulumi secrets (encrypted in state, masked in
 output). Changing the names or addresses re-issues the certificate under the same CA; a
-certificate within RENEW_BEFORE of expiry is re-issued on the next `pulumi up`.
+certificate within RENEW_BEFORE of expiry is re-issued on the next `pulumi up`, and `visio verify`
+fails that far ahead (model/certificate_expiry.py), so the operator knows to run it.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from visio_infra.model.certificate_expiry import RENEW_BEFORE
 from visio_infra.model.config.stack import StackConfig
 from visio_infra.model.topology import NodeSpec
 
 CA_VALIDITY = dt.timedelta(days=3650)
 CERT_VALIDITY = dt.timedelta(days=397)
 """Browsers refuse server certificates valid longer than 398 days, even under a private CA."""
-RENEW_BEFORE = dt.timedelta(days=30)
 
 
 def subject_alt_names(

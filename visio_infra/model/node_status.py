@@ -7,19 +7,24 @@ Each node is read with one small shell script over SSH (`probe_script`): CPU ove
   has no metrics endpoint; every allocation holds one relay socket);
 - DB: the node's Patroni member (role, state, replication lag), from `patronictl list`;
 - Redis: INFO replication (role, link to the master, replicas) with the password read on the node
-  into redis-cli's environment, never on a command line, never sent back.
+  into redis-cli's environment, never on a command line, never sent back;
+- SFU, TURN, DB: days left on the certificate their TLS listener serves (signalling front, turns,
+  PostgreSQL), read on the wire with `openssl s_client` on the node, against the node's own clock.
 The output is split into `### <section>` blocks and parsed here, so everything but the SSH call is
 tested without a host.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from visio_infra.model.certificate_expiry import RENEW_BEFORE
 
 SERVICES: dict[str, tuple[str, ...]] = {
     "sfu": ("livekit", "nginx"),
@@ -39,6 +44,17 @@ class Ports:
 
     livekit_metrics: int = 6789
     redis: int = 6379
+    https: int = 443
+    turns: int = 5349
+    postgres: int = 5432
+
+    def tls_listener(self, role: str) -> tuple[int, str] | None:
+        """(port, extra `openssl s_client` options) of the role's TLS listener, if it has one."""
+        return {
+            "sfu": (self.https, ""),
+            "turn": (self.turns, ""),
+            "db": (self.postgres, " -starttls postgres"),
+        }.get(role)
 
 
 def probe_script(role: str, private_ip: str, ports: Ports = Ports()) -> str:
@@ -70,7 +86,29 @@ def probe_script(role: str, private_ip: str, ports: Ports = Ports()) -> str:
             f"{REDIS_AUTH} redis-cli --no-auth-warning -h {shlex.quote(private_ip)} -p {ports.redis}"
             " INFO replication",
         ]
+    listener = ports.tls_listener(role)
+    if listener is not None:
+        port, extra = listener
+        address = shlex.quote(f"{private_ip}:{port}")
+        lines += [
+            "echo '### cert'",
+            "date -u +now=%s",
+            f"echo | timeout 5 openssl s_client -connect {address}{extra} 2>/dev/null"
+            " | openssl x509 -noout -enddate",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def cert_days(text: str) -> int | None:
+    """Whole days left on the served certificate, from the probe's `now=<epoch>` and openssl's
+    `notAfter=<date>` lines (None when either is missing: the certificate was not read)."""
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    try:
+        now = dt.datetime.fromtimestamp(int(values["now"]), dt.UTC)
+        not_after = dt.datetime.strptime(values["notAfter"].strip(), "%b %d %H:%M:%S %Y GMT")
+    except (KeyError, ValueError):
+        return None
+    return math.floor((not_after.replace(tzinfo=dt.UTC) - now).total_seconds() / 86400)
 
 
 def sections(output: str) -> dict[str, str]:
@@ -196,6 +234,8 @@ def parse_probe(name: str, role: str, output: str) -> NodeStatus:
         elif info.get("role") == "slave":
             figures["master_link"] = info.get("master_link_status")
             figures["master"] = info.get("master_host")
+    if Ports().tls_listener(role) is not None:
+        figures["cert_days"] = cert_days(parts.get("cert", ""))
     cores = parts.get("cores", "")
     return NodeStatus(
         name=name,
@@ -235,6 +275,16 @@ def findings(statuses: Iterable[NodeStatus]) -> list[str]:
         down = [unit for unit, state in node.services.items() if state != "active"]
         if down:
             found.append(f"{node.name}: {', '.join(down)} not active")
+        if "cert_days" in node.figures:
+            days = node.figures["cert_days"]
+            if days is None and not down:
+                found.append(f"{node.name}: the certificate of its TLS listener was not read")
+            elif days is not None and days < RENEW_BEFORE.days:
+                found.append(
+                    f"{node.name}: its TLS certificate ends in {days} days (renewal margin "
+                    f"{RENEW_BEFORE.days}): `pulumi up` re-issues a stack-CA certificate; "
+                    "certificate files are replaced, then `visio configure`"
+                )
     db = [n for n in nodes if n.role == "db" and n.reachable]
     if db:
         roles = [n.figures.get("patroni_role") for n in db]
@@ -262,7 +312,14 @@ def _value(value: Any, unit: str = "") -> str:
 
 
 def details(node: NodeStatus) -> str:
-    """The role-specific column."""
+    """The role-specific column (and the days left on the certificate, where there is one)."""
+    text = _role_details(node)
+    if "cert_days" in node.figures:
+        text += f", cert {_value(node.figures['cert_days'], ' d')}"
+    return text
+
+
+def _role_details(node: NodeStatus) -> str:
     f = node.figures
     if node.role == "sfu":
         return f"rooms {_value(f.get('rooms'))}, participants {_value(f.get('participants'))}"

@@ -6,6 +6,7 @@ import json
 
 from visio_infra.model.node_status import (
     NodeStatus,
+    cert_days,
     cpu_percent,
     findings,
     metric_sums,
@@ -22,8 +23,12 @@ CPU = (
 )
 
 
-def _probe(role: str, body: str, services: str) -> str:
-    return CPU + "### services\n" + services + "\n" + body
+CERT = "### cert\nnow=1796169600\nnotAfter=Jan  4 00:00:00 2028 GMT\n"
+"""Read on 2026-12-02 00:00 UTC: 398 days left."""
+
+
+def _probe(role: str, body: str, services: str, cert: str = CERT) -> str:
+    return CPU + "### services\n" + services + "\n" + body + ("\n" + cert if role != "redis" else "")
 
 
 def test_cpu_is_the_busy_share_between_two_samples():
@@ -69,12 +74,13 @@ def test_sfu_probe_reads_rooms_and_participants():
     node = parse_probe("lab-sfu-1", "sfu", _probe("sfu", body, "livekit active\nnginx active"))
     assert node.reachable and node.cpu_percent == 50.0 and node.cores == 2 and node.load1 == 0.42
     assert node.services == {"livekit": "active", "nginx": "active"}
-    assert node.figures == {"rooms": 1, "participants": 2}
+    assert node.figures == {"rooms": 1, "participants": 2, "cert_days": 398}
+    assert "rooms 1, participants 2, cert 398 d" in render_table("lab", [node], "now")
 
 
 def test_missing_figures_stay_unknown_never_zero():
     node = parse_probe("lab-sfu-1", "sfu", "### services\nlivekit failed\n")
-    assert node.figures == {"rooms": None, "participants": None}
+    assert node.figures == {"rooms": None, "participants": None, "cert_days": None}
     assert node.cpu_percent is None and node.load1 is None
     assert "livekit!failed" in render_table("lab", [node], "now")
     assert "rooms ?, participants ?" in render_table("lab", [node], "now")
@@ -102,7 +108,8 @@ REPLICA = "role:slave\r\nmaster_host:10.77.0.116\r\nmaster_link_status:up\r\n"
 
 
 def test_db_and_redis_probes_read_their_own_member():
-    assert _db("lab-db-3").figures == {"patroni_role": "Replica", "patroni_state": "streaming", "lag_mb": 12}
+    assert _db("lab-db-3").figures == {"patroni_role": "Replica", "patroni_state": "streaming", "lag_mb": 12,
+                                       "cert_days": 398}
     assert _db("lab-db-1").figures["patroni_role"] == "Leader"
     assert _redis("lab-redis-1", MASTER).figures == {"redis_role": "master", "replicas": 2}
     assert _redis("lab-redis-2", REPLICA).figures == {"redis_role": "slave", "master_link": "up",
@@ -138,6 +145,26 @@ def test_findings_name_what_is_wrong():
         assert f"! {found[0]}" in render_table("lab", nodes, "now")
 
 
+def test_cert_days_are_whole_days_left_by_the_node_clock_and_unknown_when_not_read():
+    assert cert_days("now=1796169600\nnotAfter=Jan  4 00:00:00 2028 GMT") == 398
+    assert cert_days("now=1796169600\nnotAfter=Dec 20 12:00:00 2026 GMT") == 18
+    assert cert_days("now=1796169600\nnotAfter=Nov 30 00:00:00 2026 GMT") == -2
+    assert cert_days("now=1796169600\n") is None
+    assert cert_days("now=1796169600\nnotAfter=garbage") is None
+
+
+def test_a_certificate_near_its_end_or_not_read_is_a_finding():
+    near = "### cert\nnow=1796169600\nnotAfter=Dec 20 12:00:00 2026 GMT\n"
+    sfu = parse_probe("lab-sfu-1", "sfu", _probe("sfu", "", "livekit active\nnginx active", cert=near))
+    (found,) = findings([sfu])
+    assert found.startswith("lab-sfu-1: its TLS certificate ends in 18 days (renewal margin 30)")
+    assert "`pulumi up`" in found
+    unread = parse_probe("lab-turn-1", "turn", _probe("turn", "", "coturn active", cert="### cert\nnow=1\n"))
+    assert findings([unread]) == ["lab-turn-1: the certificate of its TLS listener was not read"]
+    stopped = parse_probe("lab-turn-1", "turn", _probe("turn", "", "coturn failed", cert=""))
+    assert findings([stopped]) == ["lab-turn-1: coturn not active"]  # the cause, not its echo
+
+
 def test_probe_scripts_read_only_what_their_role_has_and_never_carry_a_secret():
     redis = probe_script("redis", "10.77.0.116")
     assert "REDISCLI_AUTH=$(sed" in redis and "-h 10.77.0.116" in redis and "-a " not in redis
@@ -145,3 +172,7 @@ def test_probe_scripts_read_only_what_their_role_has_and_never_carry_a_secret():
     assert "127.0.0.1:6789/metrics" in probe_script("sfu", "10.77.0.74")
     assert "turnserver" in probe_script("turn", "10.77.0.84")
     assert "systemctl is-active coturn.service" in probe_script("turn", "10.77.0.84")
+    assert "openssl s_client -connect 10.77.0.84:5349 2>" in probe_script("turn", "10.77.0.84")
+    assert "-connect 10.77.0.106:5432 -starttls postgres" in probe_script("db", "10.77.0.106")
+    assert "-connect 10.77.0.74:443 2>" in probe_script("sfu", "10.77.0.74")
+    assert "openssl" not in redis
