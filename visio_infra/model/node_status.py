@@ -45,14 +45,15 @@ class Ports:
     livekit_metrics: int = 6789
     redis: int = 6379
     https: int = 443
-    turns: int = 5349
     postgres: int = 5432
 
     def tls_listener(self, role: str) -> tuple[int, str] | None:
         """(port, extra `openssl s_client` options) of the role's TLS listener, if it has one."""
         return {
             "sfu": (self.https, ""),
-            "turn": (self.turns, ""),
+            # coturn's one TLS listener; 5349 reaches it through a prerouting redirect, which
+            # traffic from the node itself does not take.
+            "turn": (self.https, ""),
             "db": (self.postgres, " -starttls postgres"),
         }.get(role)
 

@@ -172,7 +172,7 @@ def test_probe_scripts_read_only_what_their_role_has_and_never_carry_a_secret():
     assert "127.0.0.1:6789/metrics" in probe_script("sfu", "10.77.0.74")
     assert "turnserver" in probe_script("turn", "10.77.0.84")
     assert "systemctl is-active coturn.service" in probe_script("turn", "10.77.0.84")
-    assert "openssl s_client -connect 10.77.0.84:5349 2>" in probe_script("turn", "10.77.0.84")
+    assert "openssl s_client -connect 10.77.0.84:443 2>" in probe_script("turn", "10.77.0.84")
     assert "-connect 10.77.0.106:5432 -starttls postgres" in probe_script("db", "10.77.0.106")
     assert "-connect 10.77.0.74:443 2>" in probe_script("sfu", "10.77.0.74")
     assert "openssl" not in redis
