@@ -21,9 +21,18 @@ export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
 export PULUMI_HOME=${PULUMI_HOME:-$HOME/.pulumi}
+# The default state is this checkout's own: a default another checkout set before (remembered in
+# VISIO_DEFAULT_BACKEND_URL) is replaced, or this checkout would deploy and destroy with the other
+# one's state. A PULUMI_BACKEND_URL the operator set is kept as it is.
+if [ -n "${VISIO_DEFAULT_BACKEND_URL:-}" ] && [ "${PULUMI_BACKEND_URL:-}" = "$VISIO_DEFAULT_BACKEND_URL" ]; then
+  unset PULUMI_BACKEND_URL
+fi
 if [ -z "${PULUMI_BACKEND_URL:-}" ]; then
-  mkdir -p "$_visio_root/.pulumi-state"
   export PULUMI_BACKEND_URL="file://$_visio_root/.pulumi-state"
+  export VISIO_DEFAULT_BACKEND_URL="$PULUMI_BACKEND_URL"
+fi
+if [ "$PULUMI_BACKEND_URL" = "file://$_visio_root/.pulumi-state" ]; then
+  mkdir -p "$_visio_root/.pulumi-state"
 fi
 case "$PULUMI_BACKEND_URL" in
   *pulumi.com*)
