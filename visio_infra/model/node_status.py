@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from visio_infra.model.certificate_expiry import RENEW_BEFORE
+from visio_infra.model.certificate_expiry import RENEW_BEFORE, days_left
 
 SERVICES: dict[str, tuple[str, ...]] = {
     "sfu": ("livekit", "nginx"),
@@ -109,7 +109,7 @@ def cert_days(text: str) -> int | None:
         not_after = dt.datetime.strptime(values["notAfter"].strip(), "%b %d %H:%M:%S %Y GMT")
     except (KeyError, ValueError):
         return None
-    return math.floor((not_after.replace(tzinfo=dt.UTC) - now).total_seconds() / 86400)
+    return math.floor(days_left(not_after.replace(tzinfo=dt.UTC), now))
 
 
 def sections(output: str) -> dict[str, str]:
