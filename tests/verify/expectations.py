@@ -59,6 +59,7 @@ def role_services(role: str, facts: Mapping[str, Any]) -> tuple[str, ...]:
         "db": (facts.get("postgresql_service", "patroni"), "etcd"),
         "redis": ("redis-server", "redis-sentinel"),
         "bastion": (),
+        "monitoring": ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"),
     }[role]
 
 
@@ -484,3 +485,75 @@ def tls_listeners(inventory: dict[str, Any]) -> list[tuple[str, str, int, str | 
     if not bastion:
         found += [(h["name"], h["private_ip"], POSTGRES_PORT, "postgres") for h in groups.get("db") or []]
     return found
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+PROBE_JOBS: dict[str, tuple[str, ...]] = {"turn": ("turn",), "signalling": ("sfu",)}
+"""Blackbox probe jobs of roles/monitoring (templates/prometheus.yml.j2) and the groups they probe:
+`turn` twice per TURN node (plain TCP and TLS), `signalling` once per SFU node."""
+
+PROBES_PER_NODE = {"turn": 2, "signalling": 1}
+
+
+def scrape_jobs(root: Path = ROOT) -> list[dict[str, Any]]:
+    """The monitoring role's scrape jobs (name, groups, port) as its defaults declare them."""
+    defaults = yaml.safe_load((root / "roles/monitoring/defaults/main.yml").read_text(encoding="utf-8"))
+    return [
+        {"name": str(job["name"]), "groups": list(job["groups"]), "port": int(job["port"])}
+        for job in defaults["monitoring_scrape_jobs"]
+    ]
+
+
+def expected_targets(
+    jobs: Iterable[Mapping[str, Any]], inventory: Mapping[str, Any]
+) -> dict[tuple[str, str], int]:
+    """{(job, node): how many targets} Prometheus must scrape for this inventory: one per exporter on
+    every host of the job's groups, the probes of every public endpoint, and Prometheus itself."""
+    groups = inventory.get("groups", {})
+    expected: dict[tuple[str, str], int] = {}
+    for job in jobs:
+        for group in job["groups"]:
+            for host in groups.get(group) or []:
+                expected[(str(job["name"]), str(host["name"]))] = 1
+    for job, probed in PROBE_JOBS.items():
+        for group in probed:
+            for host in groups.get(group) or []:
+                expected[(job, str(host["name"]))] = PROBES_PER_NODE[job]
+    for host in groups.get("monitoring") or []:
+        expected[("prometheus", str(host["name"]))] = 1
+    return expected
+
+
+def target_problems(
+    active: Iterable[Mapping[str, Any]], expected: Mapping[tuple[str, str], int]
+) -> list[str]:
+    """What is wrong with Prometheus' active targets (`/api/v1/targets` data.activeTargets): missing or
+    unexpected targets, and every target not `up` with its last error."""
+    seen: dict[tuple[str, str], int] = {}
+    problems: list[str] = []
+    for target in active:
+        labels = target.get("labels") or {}
+        key = (str(labels.get("job")), str(labels.get("node")))
+        seen[key] = seen.get(key, 0) + 1
+        if target.get("health") != "up":
+            problems.append(
+                f"{key[0]} on {key[1]} ({target.get('scrapeUrl')}): {target.get('health')}"
+                f" {str(target.get('lastError') or '').strip()}".rstrip()
+            )
+    for key, count in sorted(expected.items()):
+        if seen.get(key, 0) != count:
+            problems.append(f"{key[0]} on {key[1]}: {seen.get(key, 0)} targets, expected {count}")
+    problems += [f"{job} on {node}: not in the inventory" for job, node in sorted(set(seen) - set(expected))]
+    return problems
+
+
+def firing_alerts(alerts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Alerts in state `firing` (`/api/v1/alerts` data.alerts), as `name on node: summary`."""
+    return sorted(
+        f"{a['labels'].get('alertname')} on {a['labels'].get('node', '?')}: "
+        f"{(a.get('annotations') or {}).get('summary', '')}"
+        for a in alerts
+        if a.get("state") == "firing"
+    )

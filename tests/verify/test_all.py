@@ -11,7 +11,7 @@ from visio_infra.model.sovereignty import describe_foreign_endpoints
 
 from . import expectations as ex
 
-ROLES = ("sfu", "turn", "db", "redis", "bastion")
+ROLES = ("sfu", "turn", "db", "redis", "bastion", "monitoring")
 
 
 def _run(node, command: str) -> str:

@@ -17,11 +17,13 @@ from typing import Any
 from visio_infra.model.apt_sources import stack_mirrors
 from visio_infra.model.config.cloud import LabCloud
 from visio_infra.model.config.stack import StackConfig
+from visio_infra.model.monitoring import alert_thresholds
 from visio_infra.model.security_rules import (
     COTURN_METRICS_PORT,
     HTTPS_PORT,
     LIVEKIT_HTTP_PORT,
     LIVEKIT_METRICS_PORT,
+    PROMETHEUS_PORT,
     REDIS_PORT,
     REDIS_SENTINEL_MASTER_NAME,
     SENTINEL_PORT,
@@ -144,7 +146,8 @@ def group_vars(
     livekit_binary_sha256: str | None = None,
     backup: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Non-secret variables per inventory group (`all`, `sfu`, `turn`, `db`, `redis`, `bastion`).
+    """Non-secret variables per inventory group (`all`, `sfu`, `turn`, `db`, `redis`, `bastion`,
+    `monitoring`).
 
     `livekit_binary` is a path on the controller (the lab's toolchain build); production gives
     `livekit_binary_url` with its required `livekit_binary_sha256` instead.
@@ -185,8 +188,24 @@ def group_vars(
     turn_public = [_public(h) for h in turn]
 
     per_group: dict[str, dict[str, Any]] = {"all": all_vars}
-    for role in ("sfu", "turn", "db", "redis", "bastion"):
+    for role in ("sfu", "turn", "db", "redis", "bastion", "monitoring"):
         per_group[role] = {"common_firewall_rules": firewall_rules(config, inventory, role)}
+
+    # Monitoring: Prometheus scrapes every node of this inventory (targets from the groups), its
+    # thresholds follow the sizing, and nothing leaves for a non-European service (the stack
+    # config already refused such URLs).
+    if _hosts(inventory, "monitoring"):
+        monitoring = config.monitoring
+        per_group["monitoring"].update(
+            {
+                **alert_thresholds(config),
+                "monitoring_prometheus_port": PROMETHEUS_PORT,
+                "monitoring_signalling_name": config.domains.signalling,
+                "monitoring_turn_name": config.domains.turn,
+                "monitoring_remote_write_url": monitoring.remote_write_url or "",
+                "monitoring_alert_webhook_url": monitoring.alert_webhook_url or "",
+            }
+        )
 
     # Redis: LiveKit's routing store, on the private address, reachable by SFU nodes (and Meet) only;
     # a master and replicas, each node with a Sentinel. The first node is the master of a new cluster.

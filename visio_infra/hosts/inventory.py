@@ -1,7 +1,8 @@
 """The `inventory` stack output and the Ansible inventory derived from it.
 
 The output is a contract read by Ansible, testinfra and operators:
-`{"groups": {"sfu": [...], "turn": [...], "db": [...], "redis": [...], "bastion": [...]},
+`{"groups": {"sfu": [...], "turn": [...], "db": [...], "redis": [...], "bastion": [...],
+"monitoring": [...]},
 "connection": {"user", "bastion", "ssh_key_file"}}`, each host `{"name", "private_ip", "public_ip"}`.
 `ansible_inventory` is pure so it is tested without Pulumi.
 """

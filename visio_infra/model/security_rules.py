@@ -39,6 +39,9 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 PATRONI_REST_PORT = 8008
 REDIS_PORT = 6379
+PROMETHEUS_PORT = 9090
+"""The monitoring node's Prometheus (API, UI, dashboard, federation): from the ministry's scrapers
+(`network.monitoring_cidr`) and through the bastion only."""
 SENTINEL_PORT = 26379
 """Redis Sentinel: clients (LiveKit, Meet) ask it for the current master; sentinels talk to each other."""
 REDIS_SENTINEL_MASTER_NAME = "visio"
@@ -202,6 +205,17 @@ def _redis(config: StackConfig, counts: Mapping[str, int]) -> list[Rule]:
     return rules
 
 
+def _monitoring(config: StackConfig) -> list[Rule]:
+    return [
+        _from_cidr(
+            "monitoring", "prometheus-scrapers", "tcp", PROMETHEUS_PORT, PROMETHEUS_PORT,
+            str(config.network.monitoring_cidr),
+        ),
+        # Operators reach the dashboard through the bastion (an SSH tunnel); in the lab, from admin_cidrs.
+        _from_role("monitoring", "prometheus-bastion", "tcp", PROMETHEUS_PORT, "bastion"),
+    ]
+
+
 def _bastion(config: StackConfig) -> list[Rule]:
     return [
         _from_cidr("bastion", "ssh-admin", "tcp", SSH_PORT, SSH_PORT, str(cidr))
@@ -251,6 +265,19 @@ def _egress(role: str, counts: Mapping[str, int]) -> list[Rule]:
                 ("patroni-rest-peers", PATRONI_REST_PORT),
             )
         ]
+    if role == "monitoring":
+        # Scrapes every exporter at its private address; probes the public TURN listener (3478/tcp;
+        # TLS 443 is in BASE_EGRESS) at the nodes' floating addresses, hence the world.
+        rules += [
+            _to_role("monitoring", f"egress-{purpose}", "tcp", port, target)
+            for target, ports in METRICS_PORTS.items()
+            for purpose, port in ports.items()
+        ]
+        rules += [
+            Rule("monitoring", "egress-turn-probe", "egress", "tcp", TURN_PORT, TURN_PORT, family,
+                 remote_cidr=world)
+            for family, world in WORLDS
+        ]
     if role == "redis" and counts.get("redis", 1) > 1:
         rules.append(_to_role("redis", "egress-redis-replication", "tcp", REDIS_PORT, "redis"))
         rules.append(_to_role("redis", "egress-sentinel-peers", "tcp", SENTINEL_PORT, "redis"))
@@ -273,12 +300,15 @@ def security_rules(config: StackConfig, counts: Mapping[str, int] | None = None)
         "db": _db(config),
         "redis": _redis(config, counts),
         "bastion": _bastion(config),
+        "monitoring": _monitoring(config),
     }
     result: dict[str, list[Rule]] = {}
     for role in ROLES:
         rules = list(service[role])
         for purpose, port in METRICS_PORTS.get(role, {}).items():
             rules.append(_from_cidr(role, purpose, "tcp", port, port, monitoring))
+            if config.monitoring.node_count:
+                rules.append(_from_role(role, purpose, "tcp", port, "monitoring"))
         if role != "bastion":
             rules.append(_from_role(role, "ssh-bastion", "tcp", SSH_PORT, "bastion"))
         rules += _egress(role, counts)

@@ -19,15 +19,24 @@ from visio_infra.model.sizing.roles import db_volume_gib
 FIRST_HOST_OFFSET = 10
 """Addresses below this in each tier are left to the cloud (gateway, DHCP, metadata)."""
 
-TIER_OF_ROLE = {"sfu": "edge", "turn": "edge", "db": "data", "redis": "data", "bastion": "admin"}
-"""Roles sharing a tier split it into equal blocks, in this order."""
+TIER_OF_ROLE = {
+    "sfu": "edge",
+    "turn": "edge",
+    "db": "data",
+    "redis": "data",
+    "bastion": "admin",
+    "monitoring": "admin",
+}
+"""Roles sharing a tier split it into equal blocks, in this order. A role added to a tier goes last,
+so the blocks before it keep their first addresses (the bastion keeps its address when the
+monitoring node joins the admin tier)."""
 
 PUBLIC_ROLES = frozenset({"sfu", "turn", "bastion"})
 """Roles reachable from outside (floating IP in OpenStack). DB and Redis never are."""
 
 TIERS = ("edge", "data", "admin")
 """One OpenStack subnet each, created whatever the node counts: edge for SFU and TURN (floating IPs),
-data for PostgreSQL and Redis (never public), admin for the bastion."""
+data for PostgreSQL and Redis (never public), admin for the bastion and the monitoring node."""
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,9 @@ def test_bridge_takes_first_address_and_is_every_gateway(lab, machines):
 def test_lab_machines_follow_topology(lab, machines):
     assert sorted(m.name for m in machines) == sorted(
         ["lab-sfu-1", "lab-sfu-2", "lab-turn-1", "lab-turn-2", "lab-db-1", "lab-db-2", "lab-db-3",
-         "lab-redis-1", "lab-redis-2", "lab-redis-3"]
+         "lab-redis-1", "lab-redis-2", "lab-redis-3", "lab-monitoring-1"]
     )
-    assert len({m.address for m in machines}) == 10
+    assert len({m.address for m in machines}) == 11
     public = {m.name: m.public_ip for m in machines}
     # SFU/TURN are "public" on the bridge; data nodes have no public address.
     assert public["lab-sfu-1"] == str(next(m.address for m in machines if m.name == "lab-sfu-1"))

@@ -549,7 +549,7 @@ def test_the_acceptance_stack_is_a_ministry_stack():
     config = _config("acceptance")
     assert (config.cloud.boot_from, config.hosts.configure_on_up) == ("image", False)
     run = _run("acceptance")
-    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 13
+    assert len(run.of_type(T_INSTANCE)) == sum(config.sizing.nodes.values()) == 14
     assert not [r for r in run.resources if r.type.endswith(":HostConfiguration")]
 
 

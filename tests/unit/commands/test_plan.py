@@ -50,7 +50,7 @@ def test_json_report_matches_sizing(
     assert report["savings_yearly_eur"] == pytest.approx(report["licences_yearly_eur"] - report["yearly_eur"])
 
 
-ROW = re.compile(r"^(sfu|turn|db|redis|bastion)\s+(\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+([\d ]+)$")
+ROW = re.compile(r"^(sfu|turn|db|redis|bastion|monitoring)\s+(\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+([\d ]+)$")
 
 
 def test_text_report_shows_table_reasoning_and_costs(

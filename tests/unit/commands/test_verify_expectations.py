@@ -531,3 +531,49 @@ def test_tls_listeners():
     ]
     behind = dict(inventory, connection={"bastion": "192.0.2.9"})
     assert [port for *_, port, _ in ex.tls_listeners(behind)] == [443, 443, 5349]
+
+
+def _monitored_inventory() -> dict:
+    return {"groups": {
+        "sfu": [{"name": "s1"}], "turn": [{"name": "t1"}], "db": [], "redis": [{"name": "r1"}],
+        "bastion": [], "monitoring": [{"name": "m1"}],
+    }}
+
+
+def test_expected_targets_follow_the_role_jobs_and_the_inventory():
+    expected = ex.expected_targets(ex.scrape_jobs(), _monitored_inventory())
+    nodes = {node for (job, node) in expected if job == "node"}
+    assert nodes == {"s1", "t1", "r1", "m1"}  # the node exporter everywhere, the monitoring node too
+    assert ("livekit", "s1") in expected and ("redis", "r1") in expected
+    assert not any(job in ("postgres", "patroni", "etcd") for job, _ in expected)  # no DB node
+    assert expected[("turn", "t1")] == 2 and expected[("signalling", "s1")] == 1
+    assert expected[("prometheus", "m1")] == 1
+
+
+def test_target_problems_name_down_missing_and_unknown_targets():
+    expected = {("node", "s1"): 1, ("turn", "t1"): 2, ("livekit", "s1"): 1}
+    up = [
+        {"labels": {"job": "node", "node": "s1"}, "health": "up"},
+        {"labels": {"job": "turn", "node": "t1"}, "health": "up"},
+        {"labels": {"job": "turn", "node": "t1"}, "health": "up"},
+        {"labels": {"job": "livekit", "node": "s1"}, "health": "up"},
+    ]
+    assert ex.target_problems(up, expected) == []
+    down = [*up[:3], {"labels": {"job": "livekit", "node": "s1"}, "health": "down",
+                      "scrapeUrl": "http://10.0.0.1:6789/metrics", "lastError": "connection refused"}]
+    assert ex.target_problems(down, expected) == [
+        "livekit on s1 (http://10.0.0.1:6789/metrics): down connection refused"
+    ]
+    assert ex.target_problems(up[:2] + up[3:], expected) == ["turn on t1: 1 targets, expected 2"]
+    stray = [*up, {"labels": {"job": "node", "node": "old-1"}, "health": "up"}]
+    assert ex.target_problems(stray, expected) == ["node on old-1: not in the inventory"]
+
+
+def test_firing_alerts_ignore_pending_ones():
+    alerts = [
+        {"labels": {"alertname": "TURNNodeDown", "node": "t1"}, "state": "firing",
+         "annotations": {"summary": "TURN on t1 does not accept connections"}},
+        {"labels": {"alertname": "SFUNodeDown", "node": "s1"}, "state": "pending"},
+    ]
+    assert ex.firing_alerts(alerts) == ["TURNNodeDown on t1: TURN on t1 does not accept connections"]
+    assert ex.firing_alerts(alerts[1:]) == []

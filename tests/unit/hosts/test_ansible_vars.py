@@ -18,7 +18,7 @@ from visio_infra.hosts.inventory import build_inventory
 from visio_infra.model.security_rules import security_rules
 from visio_infra.model.topology import plan_nodes
 
-COUNTS = {"sfu": 3, "turn": 3, "db": 3, "redis": 3, "bastion": 1}
+COUNTS = {"sfu": 3, "turn": 3, "db": 3, "redis": 3, "bastion": 1, "monitoring": 1}
 
 
 def _pem(kind: str, body: str) -> str:
@@ -62,7 +62,7 @@ def _ips(inventory: dict[str, Any], group: str, key: str = "private_ip") -> list
 
 def test_firewall_has_one_entry_per_ingress_security_rule():
     config, inventory = _setup()
-    for role in ("sfu", "turn", "db", "redis", "bastion"):
+    for role in ("sfu", "turn", "db", "redis", "bastion", "monitoring"):
         ingress = [r for r in security_rules(config, COUNTS)[role] if r.direction == "ingress"]
         assert [r["comment"] for r in firewall_rules(config, inventory, role)] == [r.purpose for r in ingress]
 
@@ -85,7 +85,10 @@ def test_firewall_ranges_and_world_sources():
     udp = config.ports.sfu_udp_range
     assert sfu["media-udp"] == {"comment": "media-udp", "proto": "udp", "ports": f"{udp.start}-{udp.end}",
                                 "sources": ["0.0.0.0/0"]}
-    assert sfu["livekit-metrics"]["sources"] == [str(config.network.monitoring_cidr)]
+    rules = firewall_rules(config, inventory, "sfu")
+    metrics = [r["sources"] for r in rules if r["comment"] == "livekit-metrics"]
+    # The ministry's scrapers and the stack's own monitoring node, nobody else.
+    assert metrics == [[str(config.network.monitoring_cidr)], _ips(inventory, "monitoring")]
 
 
 def test_without_bastion_ssh_comes_from_the_admin_networks():

@@ -16,7 +16,7 @@ def _lab_inventory(bastion=None):
 
 def test_contract_shape():
     inv = _lab_inventory()
-    assert set(inv["groups"]) == set(GROUPS) == {"sfu", "turn", "db", "redis", "bastion"}
+    assert set(inv["groups"]) == set(GROUPS) == {"sfu", "turn", "db", "redis", "bastion", "monitoring"}
     for hosts in inv["groups"].values():
         for host in hosts:
             assert set(host) == {"name", "private_ip", "public_ip"}

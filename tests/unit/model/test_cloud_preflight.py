@@ -413,9 +413,9 @@ def test_server_group_members_fix_counts_the_groups_it_would_make() -> None:
     needs = needs_of(config)
     assert sorted(n for (r, _), n in needs.group_sizes.items() if r == "sfu") == [2, 10]
     [line] = cloud_fit.problems(needs, with_quota(fitting(needs), "server_group_members", 4))
-    # with groups of 4: sfu 3, turn 1, db 1, redis 1, bastion 1
+    # with groups of 4: sfu 3, turn 1, db 1, redis 1, bastion 1, monitoring 1
     assert "the 12 sfu nodes' anti-affinity groups of up to 10 members" in line
-    assert "server_group_max_members to 4 (7 groups in all)" in line
+    assert "server_group_max_members to 4 (8 groups in all)" in line
 
 
 # --- one line per problem, all at once -----------------------------------------------------------
@@ -488,7 +488,7 @@ def test_growing_a_stack_judges_only_the_new_nodes() -> None:
     assert rows["server_groups"] == 1  # sfu group 2; group 1 exists with the first ten
     assert rows["security_group"] == rows["security_group_rule"] == rows["network"] == rows["router"] == 0
     assert cloud_fit.summary(grown, facts).startswith(
-        "20 of the stack's 22 servers already exist; judged the 2 to create"
+        "21 of the stack's 23 servers already exist; judged the 2 to create"
     )
 
 

@@ -6,7 +6,13 @@ import pytest
 from pulumi_mocks import sample_config
 
 from visio_infra.model.config.base import ROLES
-from visio_infra.model.security_rules import SENSITIVE_TCP_PORTS, Rule, security_rules, world_open_sensitive
+from visio_infra.model.security_rules import (
+    METRICS_PORTS,
+    SENSITIVE_TCP_PORTS,
+    Rule,
+    security_rules,
+    world_open_sensitive,
+)
 
 
 def _source(rule: Rule) -> str:
@@ -19,7 +25,8 @@ def _ingress(rules: list[Rule]) -> set[tuple[str | None, int | None, int | None,
 
 @pytest.fixture(scope="module")
 def rules() -> dict[str, list[Rule]]:
-    return security_rules(sample_config(), {"sfu": 4, "turn": 3, "db": 2, "redis": 3, "bastion": 1})
+    counts = {"sfu": 4, "turn": 3, "db": 2, "redis": 3, "bastion": 1, "monitoring": 1}
+    return security_rules(sample_config(), counts)
 
 
 def test_one_rule_list_per_role(rules):
@@ -33,6 +40,7 @@ def test_sfu_exactly_tls_ice_media_range_and_peer_fallback(rules):
         ("tcp", 7880, 7880, "group:sfu"),
         ("udp", 50000, 60000, "0.0.0.0/0"),
         ("tcp", 6789, 6789, "10.40.0.0/28"),
+        ("tcp", 6789, 6789, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -53,6 +61,7 @@ def test_turn_listeners_and_relay_range(rules):
         ("tcp", 5349, 5349, "0.0.0.0/0"),
         ("udp", 49152, 65535, "0.0.0.0/0"),
         ("tcp", 9641, 9641, "10.40.0.0/28"),
+        ("tcp", 9641, 9641, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -134,11 +143,32 @@ def test_world_open_sensitive_detects_bad_rules():
     assert world_open_sensitive(Rule("db", "x", "ingress", "tcp", 5432, 5432, remote_cidr="10.0.0.0/8")) == []
 
 
-def test_metrics_only_from_monitoring_cidr(rules):
+def test_metrics_only_from_monitoring_cidr_and_the_monitoring_node(rules):
     for role, role_rules in rules.items():
         for rule in role_rules:
-            if "metrics" in rule.purpose:
-                assert rule.remote_cidr == "10.40.0.0/28", (role, rule)
+            if "metrics" in rule.purpose and rule.direction == "ingress":
+                assert rule.remote_cidr == "10.40.0.0/28" or rule.remote_role == "monitoring", (role, rule)
+
+
+def test_monitoring_node_serves_prometheus_to_scrapers_and_bastion_and_scrapes_every_exporter(rules):
+    assert _ingress(rules["monitoring"]) == {
+        ("tcp", 9090, 9090, "10.40.0.0/28"),
+        ("tcp", 9090, 9090, "group:bastion"),
+        ("tcp", 22, 22, "group:bastion"),
+    }
+    egress = [r for r in rules["monitoring"] if r.direction == "egress"]
+    scraped = {(r.remote_role, r.port_min) for r in egress if r.remote_role}
+    assert scraped == {(role, port) for role, ports in METRICS_PORTS.items() for port in ports.values()}
+    world = {(r.protocol, r.port_min) for r in egress if not r.remote_role}
+    assert ("tcp", 3478) in world and ("tcp", 443) in world  # the TURN and TLS probes of public addresses
+    assert all(r.protocol is not None for r in rules["monitoring"])  # never "any traffic"
+
+
+def test_without_a_monitoring_node_only_the_ministry_scrapers_reach_metrics():
+    config = sample_config(monitoring={"prometheus": "external"})
+    rules = security_rules(config)
+    metrics = [r for rs in rules.values() for r in rs if "metrics" in r.purpose and r.direction == "ingress"]
+    assert metrics and all(r.remote_cidr == "10.40.0.0/28" for r in metrics)
 
 
 def test_rule_keys_unique_and_stable(rules):
@@ -169,6 +199,6 @@ def test_db_redis_and_bastion_only_reach_names_time_packages_and_their_peers(rul
         expected = {
             "db": {("db", "tcp", 5432), ("db", "tcp", 2379), ("db", "tcp", 2380), ("db", "tcp", 8008)},
             "redis": {("redis", "tcp", 6379), ("redis", "tcp", 26379)},  # replication and Sentinel
-            "bastion": {(target, "tcp", 22) for target in ("sfu", "turn", "db", "redis")},
+            "bastion": {(target, "tcp", 22) for target in ("sfu", "turn", "db", "redis", "monitoring")},
         }[role]
         assert peers == expected, role

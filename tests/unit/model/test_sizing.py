@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from visio_infra.model import pricing
+from visio_infra.model.config.base import ROLES
 from visio_infra.model.config.capacity import Audience, Coefficients
 from visio_infra.model.config.cloud import OpenStackCloud
 from visio_infra.model.config.stack import StackConfig
@@ -311,14 +312,14 @@ def test_db_follows_users() -> None:
 
 def test_lab_is_pinned_free_and_without_spare_or_bastion() -> None:
     lab = plan(load_stack_file(STACKS_DIR / "Pulumi.lab.yaml"))
-    assert lab.counts == {"sfu": 2, "turn": 2, "db": 3, "redis": 3, "bastion": 0}
+    assert lab.counts == {"sfu": 2, "turn": 2, "db": 3, "redis": 3, "bastion": 0, "monitoring": 1}
     assert lab.monthly_eur == 0
     assert all(r.count_pinned for r in lab.roles.values())
 
 
 def test_every_shipped_stack_plans(stack_config: StackConfig) -> None:
     result: SizingPlan = plan(stack_config)
-    assert set(result.counts) == set(result.flavors) == {"sfu", "turn", "db", "redis", "bastion"}
+    assert set(result.counts) == set(result.flavors) == set(ROLES)
     offer = result.offer
     for role, name in result.flavors.items():
         assert name in offer.flavor_names, role

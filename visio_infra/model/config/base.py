@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 PROJECT = "visio"
 """Pulumi project name; every config key is `visio:<section>`."""
 
-ROLES = ("sfu", "turn", "db", "redis", "bastion")
+ROLES = ("sfu", "turn", "db", "redis", "bastion", "monitoring")
 """Node roles a deployment is made of."""
 
 REDIS_MIN_NODES = 3

@@ -77,8 +77,8 @@ class Sizing(_Model):
     """Sizing knobs. `nodes` pins counts (the lab); otherwise they are derived from the audience."""
 
     coefficients: Coefficients = Coefficients()
-    nodes: dict[Literal["sfu", "turn", "db", "redis", "bastion"], Annotated[int, Field(ge=0)]] = Field(
-        default_factory=dict
-    )
+    nodes: dict[
+        Literal["sfu", "turn", "db", "redis", "bastion", "monitoring"], Annotated[int, Field(ge=0)]
+    ] = Field(default_factory=dict)
     spare_nodes: Annotated[int, Field(ge=1)] = 1
     """Extra SFU/TURN nodes so one can drain during upgrades without losing capacity."""

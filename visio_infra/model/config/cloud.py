@@ -25,6 +25,7 @@ class Flavors(_Model):
     db: str | None = None
     redis: str | None = None
     bastion: str | None = None
+    monitoring: str | None = None
 
 
 class _NodeSources(_Model):

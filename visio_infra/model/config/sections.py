@@ -1,4 +1,5 @@
-"""The smaller sections: `ministry`, `versions`, `domains`, `tls`, `meet`, `hosts`, `upgrade`."""
+"""The smaller sections: `ministry`, `versions`, `domains`, `tls`, `meet`, `monitoring`, `hosts`,
+`upgrade`."""
 
 from __future__ import annotations
 
@@ -114,6 +115,36 @@ class Meet(_Model):
         if url is not None:
             _check_sovereign(url)
         return url
+
+
+class Monitoring(_Model):
+    """Where the stack's metrics, alerts and dashboard live.
+
+    Metrics never leave for a non-European service: the remote-write and alert webhook endpoints go
+    through the same sovereignty check as every other URL of the stack.
+    """
+
+    prometheus: Literal["node", "external"] = "node"
+    """`node` (default): a monitoring node of the stack runs Prometheus, Alertmanager, the blackbox
+    probes and the dashboard, scraping every node. `external`: no such node; the ministry's own
+    Prometheus scrapes the exporters from `network.monitoring_cidr` and loads the project's rules
+    (roles/monitoring/files/rules)."""
+    remote_write_url: Annotated[str, Field(pattern=r"^https://[^\s/]+(/.*)?$")] | None = None
+    """The ministry's long-term store (Prometheus remote write), e.g. https://metrics.example.gouv.fr/api/v1/write."""
+    alert_webhook_url: Annotated[str, Field(pattern=r"^https://[^\s/]+(/.*)?$")] | None = None
+    """Where Alertmanager sends alerts (the ministry's own alerting); none: alerts show in its UI only."""
+
+    @field_validator("remote_write_url", "alert_webhook_url")
+    @classmethod
+    def _sovereign_endpoint(cls, url: str | None) -> str | None:
+        if url is not None:
+            _check_sovereign(url)
+        return url
+
+    @property
+    def node_count(self) -> int:
+        """Monitoring nodes this setting implies."""
+        return 1 if self.prometheus == "node" else 0
 
 
 class Hosts(_Model):

@@ -8,7 +8,16 @@ from visio_infra.model.config.base import REDIS_MIN_NODES, ROLES, _Model
 from visio_infra.model.config.capacity import Audience, Sizing
 from visio_infra.model.config.cloud import Cloud, LabCloud
 from visio_infra.model.config.network import Network, Ports
-from visio_infra.model.config.sections import Domains, Hosts, Meet, Ministry, Tls, Upgrade, Versions
+from visio_infra.model.config.sections import (
+    Domains,
+    Hosts,
+    Meet,
+    Ministry,
+    Monitoring,
+    Tls,
+    Upgrade,
+    Versions,
+)
 
 MIN_DB_NODES = 3
 """Patroni + etcd on the DB nodes: three etcd members keep a quorum when one node is lost."""
@@ -33,6 +42,8 @@ class StackConfig(_Model):
     tls: Tls
     """Certificate source: {source: stack-ca} or {source: files, cert_file, key_file}."""
     meet: Meet = Meet()
+    monitoring: Monitoring = Monitoring()
+    """Metrics and alerts: {prometheus: node | external, remote_write_url, alert_webhook_url}."""
     sizing: Sizing = Sizing()
     upgrade: Upgrade = Upgrade()
     hosts: Hosts = Hosts()
@@ -65,6 +76,16 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
                 f"that survives one lost node (a leader plus a synchronous standby); use db: {MIN_DB_NODES}",
             )
         )
+    wanted = config.monitoring.node_count
+    if pinned.get("monitoring") is not None and pinned["monitoring"] != wanted:
+        problems.append(
+            (
+                "sizing.nodes.monitoring",
+                f"{pinned['monitoring']} does not match monitoring.prometheus "
+                f"'{config.monitoring.prometheus}' (which means {wanted} monitoring node); use {wanted} "
+                "or change monitoring.prometheus",
+            )
+        )
     if isinstance(config.cloud, LabCloud):
         lab = config.cloud
         if config.tls.source != "stack-ca":
@@ -75,7 +96,7 @@ def cross_problems(config: StackConfig) -> list[tuple[str, str]]:
                 (
                     "sizing.nodes",
                     f"the lab pins every count (missing: {', '.join(missing)}); e.g. "
-                    "{sfu: 2, turn: 1, db: 3, redis: 3, bastion: 0}",
+                    "{sfu: 2, turn: 1, db: 3, redis: 3, bastion: 0, monitoring: 1}",
                 )
             )
         if pinned.get("bastion", 0) != 0:

@@ -55,9 +55,25 @@ def plan(config: StackConfig) -> SizingPlan:
         if lab
         else "one: the only SSH entry point; DB/Redis have no public address",
     )
+    monitoring = _single(
+        config,
+        offer_,
+        "monitoring",
+        config.monitoring.node_count,
+        "one: Prometheus, Alertmanager and the dashboard of the stack"
+        if config.monitoring.node_count
+        else "none: the ministry's own Prometheus scrapes the exporters (monitoring.prometheus: external)",
+    )
     return SizingPlan(
         offer=offer_,
-        roles={"sfu": sfu, "turn": turn, "db": db, "redis": redis, "bastion": bastion},
+        roles={
+            "sfu": sfu,
+            "turn": turn,
+            "db": db,
+            "redis": redis,
+            "bastion": bastion,
+            "monitoring": monitoring,
+        },
         db_volume_gib=volume,
         largest_meeting=meeting,
     )

@@ -12,10 +12,10 @@ from visio_infra.model.pricing import Flavor, Offer
 MIN_SERVING = 2
 """Production roles keep at least two serving nodes (one can fail), before spares."""
 
-MIN_RAM_GIB = {"sfu": 4, "turn": 2, "db": 4, "redis": 2, "bastion": 1}
+MIN_RAM_GIB = {"sfu": 4, "turn": 2, "db": 4, "redis": 2, "bastion": 1, "monitoring": 4}
 """Smallest RAM per node a role is given whatever the load."""
 
-MIN_VCPU = {"sfu": 2, "turn": 2, "db": 2, "redis": 1, "bastion": 1}
+MIN_VCPU = {"sfu": 2, "turn": 2, "db": 2, "redis": 1, "bastion": 1, "monitoring": 2}
 
 DB_MIN_VOLUME_GIB = 20
 
