@@ -50,6 +50,44 @@ def nova_quotas(extra_sfu: int = 0) -> dict[str, int]:
     }
 
 
+NEUTRON_DEFAULTS = {"security_group": 10, "security_group_rule": 100}
+"""Neutron's default per-project quotas for what the stack's firewall needs."""
+
+
+def neutron_quotas() -> dict[str, int]:
+    """The Neutron quotas the acceptance stack needs: its security groups and their rules (with the
+    default egress rules Neutron adds to each new group until the program deletes them, and the
+    project's own `default` group), never below Neutron's defaults. Six roles' exact allow-lists are
+    more than Neutron's 100 default rules: a ministry asks its cloud team for this figure, which
+    `visio cloud-check` prints."""
+    from visio_infra.model.cloud_needs import NEUTRON_DEFAULT_EGRESS_RULES, needs
+    from visio_infra.model.sizing.plan import plan
+    from visio_infra.model.stack_file import load_stack_file
+
+    config = load_stack_file(STACK_FILE)
+    need = needs(config, plan(config), source=str(STACK_FILE))
+    default_group_rules = 4  # the project's `default` group: two ingress, two egress
+    return {
+        "security_group": max(NEUTRON_DEFAULTS["security_group"], need.security_groups + 1),
+        "security_group_rule": max(
+            NEUTRON_DEFAULTS["security_group_rule"],
+            need.security_group_rules
+            + NEUTRON_DEFAULT_EGRESS_RULES * need.security_groups
+            + default_group_rules,
+        ),
+    }
+
+
+def set_neutron_quotas(admin: Any, project: str) -> None:
+    """Raise the project's Neutron quotas to `neutron_quotas()` (as the cloud admin)."""
+    admin.network.put(f"/quotas/{project}", json={"quota": neutron_quotas()}).raise_for_status()
+
+
+def reset_neutron_quotas(admin: Any, project: str) -> None:
+    """Neutron's defaults again for the project."""
+    admin.network.delete(f"/quotas/{project}").raise_for_status()
+
+
 def openstack_dir() -> Path:
     return Path(os.environ.get("VISIO_OPENSTACK_DIR") or Path.home() / ".cache" / "visio-openstack")
 

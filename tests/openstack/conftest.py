@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance_ops import ADMIN_CLOUD, CLOUD, ROOT, clouds_file, nova_quotas
+from acceptance_ops import (
+    ADMIN_CLOUD,
+    CLOUD,
+    ROOT,
+    clouds_file,
+    nova_quotas,
+    reset_neutron_quotas,
+    set_neutron_quotas,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -78,18 +86,20 @@ def admin(cloud_env: dict[str, str]) -> Iterator[Any]:
 
 @pytest.fixture(scope="session", autouse=True)
 def acceptance_quotas(cloud_env: dict[str, str]) -> Iterator[dict[str, int]]:
-    """The project's Nova quotas raised to what the acceptance stack needs (`nova_quotas`), as a
-    ministry's cloud team would, for the whole session; Nova's defaults again at the end. (Its own
-    connections: test modules may define their own `admin`/`member` fixtures.)"""
+    """The project's Nova and Neutron quotas raised to what the acceptance stack needs (`nova_quotas`,
+    `neutron_quotas`), as a ministry's cloud team would, for the whole session; the defaults again at
+    the end. (Its own connections: test modules may define their own `admin`/`member` fixtures.)"""
     member, admin = _connect(CLOUD), _connect(ADMIN_CLOUD)
     project = member.current_project_id
     admin.compute.revert_quota_set(project)
     quotas = nova_quotas()
     admin.compute.update_quota_set(project, **quotas)
+    set_neutron_quotas(admin, project)
     try:
         yield quotas
     finally:
         admin.compute.revert_quota_set(project)
+        reset_neutron_quotas(admin, project)
         member.close()
         admin.close()
 
