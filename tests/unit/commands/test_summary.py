@@ -20,6 +20,7 @@ def test_summary_lists_endpoints_nodes_and_next_steps():
                 "sfu": [{"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": "10.77.0.74"}],
                 "db": [{"name": "lab-db-1", "private_ip": "10.77.0.106", "public_ip": None}],
                 "bastion": [],
+                "monitoring": [{"name": "lab-monitoring-1", "private_ip": "10.77.0.148", "public_ip": None}],
             }
         },
     }
@@ -30,4 +31,5 @@ def test_summary_lists_endpoints_nodes_and_next_steps():
     assert "lab-sfu-1" in text and "10.77.0.74" in text and "lab-db-1" in text
     assert "LiveKit 1.13.11" in text and "PostgreSQL 15" in text
     assert "visio verify lab" in text and "make destroy" in text
+    assert "http://10.77.0.148:9090/consoles/visio.html" in text  # the dashboard of the stack
     assert "[secret]" not in text
