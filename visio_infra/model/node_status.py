@@ -31,6 +31,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "turn": ("coturn",),
     "db": ("patroni", "etcd"),
     "redis": ("redis-server", "redis-sentinel"),
+    "monitoring": ("prometheus", "prometheus-alertmanager"),
 }
 """The systemd units whose state each role's line shows."""
 
@@ -43,6 +44,7 @@ class Ports:
     """Ports the probes read on the node itself (from the roles' defaults)."""
 
     livekit_metrics: int = 6789
+    prometheus: int = 9090
     redis: int = 6379
     https: int = 443
     postgres: int = 5432
@@ -81,6 +83,16 @@ def probe_script(role: str, private_ip: str, ports: Ports = Ports()) -> str:
         lines += ["echo '### sockets'", "ss -Hanp | grep '\"turnserver\"'"]
     elif role == "db":
         lines += ["echo '### patroni'", f"{PATRONICTL} list -f json"]
+    elif role == "monitoring":
+        url = f"http://{private_ip}:{ports.prometheus}/api/v1/alerts"
+        fetch = (
+            "import json, urllib.request; "
+            f"alerts = json.load(urllib.request.urlopen({url!r}, timeout=5))['data']['alerts']; "
+            "print('\\n'.join(['### alerts'] + [a['labels']['alertname'] + ' ' "
+            "+ a['labels'].get('node', '-') for a in alerts if a['state'] == 'firing']))"
+        )
+        # The section header comes from the script itself: no answer from Prometheus, no section.
+        lines += [f"python3 -c {shlex.quote(fetch)}"]
     elif role == "redis":
         lines += [
             "echo '### redis'",
@@ -227,6 +239,12 @@ def parse_probe(name: str, role: str, output: str) -> NodeStatus:
         figures["allocations"] = turn_allocations(parts["sockets"]) if parts.get("sockets") else None
     elif role == "db":
         figures.update(_patroni_member(name, parts.get("patroni", "")))
+    elif role == "monitoring":
+        # Missing section (Prometheus not answering): unknown, not "no alert".
+        figures["alerts_firing"] = (
+            [" ".join(line.split()) for line in parts["alerts"].splitlines() if line.strip()]
+            if "alerts" in parts else None
+        )
     elif role == "redis":
         info = redis_replication(parts.get("redis", ""))
         figures["redis_role"] = info.get("role")
@@ -286,6 +304,13 @@ def findings(statuses: Iterable[NodeStatus]) -> list[str]:
                     f"{RENEW_BEFORE.days}): `pulumi up` re-issues a stack-CA certificate; "
                     "certificate files are replaced, then `visio configure`"
                 )
+        if node.role == "monitoring" and not down:
+            firing = node.figures.get("alerts_firing")
+            if firing is None:
+                found.append(f"{node.name}: Prometheus did not answer for its alerts")
+            elif firing:
+                shown = ", ".join(f"{a.split()[0]} ({a.split()[-1]})" for a in firing)
+                found.append(f"{node.name}: alerts firing: {shown} (details: its /alerts page)")
     db = [n for n in nodes if n.role == "db" and n.reachable]
     if db:
         roles = [n.figures.get("patroni_role") for n in db]
@@ -335,6 +360,9 @@ def _role_details(node: NodeStatus) -> str:
         if f.get("redis_role") == "slave":
             return f"replica of {_value(f.get('master'))}, link {_value(f.get('master_link'))}"
         return "role ?"
+    if node.role == "monitoring":
+        firing = f.get("alerts_firing")
+        return f"alerts firing {_value(None if firing is None else len(firing))}"
     return ""
 
 

@@ -176,3 +176,70 @@ def test_probe_scripts_read_only_what_their_role_has_and_never_carry_a_secret():
     assert "-connect 10.77.0.106:5432 -starttls postgres" in probe_script("db", "10.77.0.106")
     assert "-connect 10.77.0.74:443 2>" in probe_script("sfu", "10.77.0.74")
     assert "openssl" not in redis
+
+
+def _serve_alerts(alerts: list[dict]):
+    """A local stand-in for Prometheus' /api/v1/alerts on 127.0.0.1 (port 0: any free port)."""
+    import http.server
+    import threading
+
+    body = json.dumps({"status": "success", "data": {"alerts": alerts}}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            assert self.path == "/api/v1/alerts"
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _run_monitoring_probe(port: int) -> NodeStatus:
+    """The monitoring node's probe script, really run (bash, python3) against the local stand-in."""
+    import subprocess
+    from dataclasses import replace
+
+    from visio_infra.model.node_status import Ports
+
+    script = probe_script("monitoring", "127.0.0.1", replace(Ports(), prometheus=port))
+    script = script.replace("systemctl is-active prometheus.service", "echo active")
+    script = script.replace("systemctl is-active prometheus-alertmanager.service", "echo active")
+    out = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=30,
+                         check=False)
+    return parse_probe("lab-monitoring-1", "monitoring", out.stdout)
+
+
+def test_monitoring_probe_lists_firing_alerts_and_a_silent_prometheus_is_a_finding():
+    firing = {"labels": {"alertname": "TURNNodeDown", "node": "lab-turn-1"}, "state": "firing"}
+    pending = {"labels": {"alertname": "SFUNodeDown", "node": "lab-sfu-2"}, "state": "pending"}
+    server = _serve_alerts([firing, pending])
+    try:
+        node = _run_monitoring_probe(server.server_address[1])
+    finally:
+        server.shutdown()
+    assert node.services == {"prometheus": "active", "prometheus-alertmanager": "active"}
+    assert node.figures == {"alerts_firing": ["TURNNodeDown lab-turn-1"]}
+    assert findings([node]) == [
+        "lab-monitoring-1: alerts firing: TURNNodeDown (lab-turn-1) (details: its /alerts page)"
+    ]
+    assert "alerts firing 1" in render_table("lab", [node], "now")
+
+    quiet = _serve_alerts([pending])
+    try:
+        assert findings([_run_monitoring_probe(quiet.server_address[1])]) == []
+    finally:
+        quiet.shutdown()
+
+    gone = _serve_alerts([])
+    port = gone.server_address[1]
+    gone.shutdown()
+    gone.server_close()
+    silent = _run_monitoring_probe(port)  # nothing listens any more: unknown, not "no alert"
+    assert silent.figures == {"alerts_firing": None}
+    assert findings([silent]) == ["lab-monitoring-1: Prometheus did not answer for its alerts"]
