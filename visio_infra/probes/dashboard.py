@@ -15,8 +15,11 @@ import dataclasses
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 CONSOLE_PATH = "/consoles/visio.html"
@@ -26,9 +29,25 @@ NO_DATA = "no data"
 """The marker a panel or a cell shows when Prometheus has no series for it."""
 
 
+class DashboardError(RuntimeError):
+    """The dashboard could not be opened (no Prometheus in the inventory, Chromium missing, crashed
+    or timed out, or a page without panels)."""
+
+
 def dashboard_url(prometheus_url: str) -> str:
     """The dashboard of the Prometheus at `prometheus_url` (e.g. http://10.40.0.2:9090)."""
     return prometheus_url.rstrip("/") + CONSOLE_PATH
+
+
+def prometheus_url(inventory: Mapping[str, Any], port: int = 9090) -> str:
+    """The stack's own Prometheus: the first host of the inventory's `monitoring` group, at its
+    private address (where roles/monitoring makes it listen)."""
+    hosts = (inventory.get("groups") or {}).get("monitoring") or []
+    if not hosts:
+        raise DashboardError(
+            "the stack's inventory has no host in group `monitoring`: the stack has no Prometheus of its own"
+        )
+    return f"http://{hosts[0]['private_ip']}:{port}"
 
 
 @dataclasses.dataclass
@@ -182,10 +201,6 @@ def chromium_command(
     ]
 
 
-class DashboardError(RuntimeError):
-    """Chromium could not open the dashboard (missing, crashed, or timed out)."""
-
-
 def _chromium(url: str, extra: tuple[str, ...], binary: str, timeout: float) -> str:
     path = shutil.which(binary)
     if path is None:
@@ -244,3 +259,39 @@ def page_height(panels: dict[str, Panel], width: int) -> int:
     ]
     rows = [heights[i : i + columns] for i in range(0, len(heights), columns)]
     return min(16000, 260 + sum(max(row) + 16 for row in rows))
+
+
+def missing_panels(panels: Mapping[str, Panel], required: Iterable[str]) -> list[str]:
+    """Why each of the `required` panels does not show data (empty when all do)."""
+    problems = []
+    for name in required:
+        panel = panels.get(name)
+        if panel is None:
+            problems.append(f"{name}: no such panel on the page")
+        elif not panel.has_data:
+            problems.append(f"{name}: {panel.marker_text or 'no data'}")
+    return problems
+
+
+def wait_for_panels(
+    url: str,
+    required: Iterable[str],
+    *,
+    seconds: float,
+    interval: float = 10,
+    opener: Callable[[str], DashboardView] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[DashboardView, list[str]]:
+    """Open the dashboard every `interval` s until the `required` panels all show data or `seconds`
+    have passed (Prometheus scrapes every 15 s and rates need two samples): the last view, and what
+    was still missing in it (empty on success)."""
+    required = list(required)
+    open_view = opener or open_dashboard
+    deadline = clock() + seconds
+    while True:
+        view = open_view(url)
+        missing = missing_panels(view.panels, required)
+        if not missing or clock() + interval > deadline:
+            return view, missing
+        sleep(interval)
