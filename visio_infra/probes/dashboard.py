@@ -279,19 +279,95 @@ def wait_for_panels(
     *,
     seconds: float,
     interval: float = 10,
+    check: Callable[[Mapping[str, Panel]], list[str]] | None = None,
     opener: Callable[[str], DashboardView] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[DashboardView, list[str]]:
-    """Open the dashboard every `interval` s until the `required` panels all show data or `seconds`
-    have passed (Prometheus scrapes every 15 s and rates need two samples): the last view, and what
-    was still missing in it (empty on success)."""
+    """Open the dashboard every `interval` s until the `required` panels all show data (and `check`,
+    when given, finds nothing wrong in them) or `seconds` have passed (Prometheus scrapes every 15 s
+    and rates need two samples): the last view, and what was still missing in it (empty on success)."""
     required = list(required)
     open_view = opener or open_dashboard
     deadline = clock() + seconds
     while True:
         view = open_view(url)
         missing = missing_panels(view.panels, required)
+        if not missing and check is not None:
+            missing = check(view.panels)
         if not missing or clock() + interval > deadline:
             return view, missing
         sleep(interval)
+
+
+CERT_DAYS_ALERT = 21
+"""Days left under which the certificate alert fires (visio-alerts.yml, CertificateExpiresSoon)."""
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def healthy_stack_problems(
+    panels: Mapping[str, Panel], groups: Mapping[str, list[Mapping[str, Any]]], *, busy_sfu: str | None = None
+) -> list[str]:
+    """What the dashboard shows wrong for a healthy stack whose inventory groups are `groups`: every
+    node of the inventory in its panels with a value, TURN reachable, one PostgreSQL leader with a
+    synchronous standby, one Redis master, certificates not about to expire; and, when a meeting runs
+    on `busy_sfu`, a room and two participants counted there. Empty when all is as expected."""
+    names = {group: [str(host["name"]) for host in hosts or []] for group, hosts in groups.items()}
+    problems = missing_panels(
+        panels,
+        ("sfu-rooms", "sfu-participants", "sfu-cpu", "turn", "turn-allocations", "db", "redis", "certs"),
+    )
+    if problems:
+        return problems
+
+    def values(panel: str, group: str) -> dict[str, list[str]]:
+        shown = panels[panel].values
+        for node in names.get(group, []):
+            if not any(text != NO_DATA for text in shown.get(node, [])):
+                problems.append(f"{panel}: no value for {node}")
+        return shown
+
+    rooms, participants = values("sfu-rooms", "sfu"), values("sfu-participants", "sfu")
+    for node, texts in values("sfu-cpu", "sfu").items():
+        cpu = _number(texts[0])
+        if texts[0] != NO_DATA and (cpu is None or not 0 <= cpu <= 100):
+            problems.append(f"sfu-cpu: {node} shows {texts[0]!r}")
+    if busy_sfu is not None:
+        if (_number(rooms.get(busy_sfu, ["-"])[0]) or 0) < 1:
+            problems.append(f"sfu-rooms: no room counted on {busy_sfu}, where the meeting is: {rooms}")
+        if (_number(participants.get(busy_sfu, ["-"])[0]) or 0) < 2:
+            problems.append(f"sfu-participants: under 2 on {busy_sfu}, where the meeting is: {participants}")
+        loss = panels.get("sfu-packet-loss")
+        if loss is None or _number((loss.values.get(busy_sfu) or ["-"])[0]) is None:
+            problems.append(f"sfu-packet-loss: no value for {busy_sfu}, where the meeting is")
+    for node, texts in values("turn", "turn").items():
+        if any(text != "up" for text in texts):
+            problems.append(f"turn: {node} shows {texts}")
+    for node, texts in values("turn-allocations", "turn").items():
+        if texts[0] != NO_DATA and _number(texts[0]) is None:
+            problems.append(f"turn-allocations: {node} shows {texts[0]!r}")
+    db_roles = [texts[0] for texts in values("db", "db").values()]
+    if db_roles.count("primary") != 1:
+        problems.append(f"db: {db_roles.count('primary')} primaries ({db_roles})")
+    if len(names.get("db", [])) > 1:
+        if "sync standby" not in db_roles:
+            problems.append(f"db: no synchronous standby ({db_roles})")
+        lag = panels.get("db-lag")
+        if lag is None or not lag.nodes_with_data():
+            problems.append("db-lag: no replica shown")
+    redis_roles = [texts[0] for texts in values("redis", "redis").values()]
+    if redis_roles.count("master") != 1:
+        problems.append(f"redis: {redis_roles.count('master')} masters ({redis_roles})")
+    certs = panels["certs"].values
+    for node in names.get("sfu", []) + names.get("turn", []):
+        for text in certs.get(node, []) or ["none"]:
+            days = _number(text)
+            if days is None or days < CERT_DAYS_ALERT:
+                problems.append(f"certs: {node} shows {text!r} (at least {CERT_DAYS_ALERT} d expected)")
+    return problems

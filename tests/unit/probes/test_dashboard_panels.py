@@ -3,6 +3,7 @@ itself, rendered by a real Prometheus in a real Chromium: tests/unit/roles/test_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ import pytest
 from visio_infra.probes.dashboard import (
     DashboardError,
     DashboardView,
+    Panel,
     chromium_command,
     dashboard_url,
+    healthy_stack_problems,
     missing_panels,
     page_height,
     prometheus_url,
@@ -135,3 +138,93 @@ def test_the_screenshot_window_grows_with_the_rows_and_stays_bounded() -> None:
     _, more = read_panels(PAGE.replace('<tr data-node="lab-sfu-2">', rows + '<tr data-node="lab-sfu-2">'))
     assert 300 < small < page_height(more, 1400) <= 16000
     assert page_height(more, 600) > page_height(more, 1400)  # one column: the panels stack
+
+
+def test_wait_for_panels_also_waits_for_what_the_caller_checks() -> None:
+    _, panels = read_panels(PAGE)
+    now, calls = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def rooms_on_sfu_2(found: Mapping[str, Panel]) -> list[str]:
+        calls.append(now[0])
+        return [] if len(calls) > 1 else [f"no room on lab-sfu-2 yet: {found['sfu-rooms'].values}"]
+
+    _view, missing = wait_for_panels(
+        "http://x/", ["sfu-rooms"], seconds=60, interval=5, check=rooms_on_sfu_2,
+        opener=lambda url: DashboardView(url=url, title="", panels=panels), sleep=sleep, clock=lambda: now[0],
+    )  # fmt: skip
+    assert missing == [] and calls == [0.0, 5.0]
+    _view, missing = wait_for_panels(
+        "http://x/", ["turn-allocations"], seconds=60, interval=5, check=rooms_on_sfu_2,
+        opener=lambda url: DashboardView(url=url, title="", panels=panels), sleep=sleep, clock=lambda: now[0],
+    )  # fmt: skip
+    assert missing and missing[0].startswith("turn-allocations") and len(calls) == 2  # not checked then
+
+
+GROUPS = {
+    "sfu": [{"name": "lab-sfu-1"}, {"name": "lab-sfu-2"}],
+    "turn": [{"name": "lab-turn-1"}],
+    "db": [{"name": "lab-db-1"}, {"name": "lab-db-2"}],
+    "redis": [{"name": "lab-redis-1"}, {"name": "lab-redis-2"}],
+    "bastion": [],
+}
+
+
+def _healthy() -> dict[str, Panel]:
+    shown = {
+        "sfu-rooms": {"lab-sfu-1": ["1"], "lab-sfu-2": ["0"]},
+        "sfu-participants": {"lab-sfu-1": ["2"], "lab-sfu-2": ["0"]},
+        "sfu-cpu": {"lab-sfu-1": ["12.5 %"], "lab-sfu-2": ["3.0 %"]},
+        "sfu-packet-loss": {"lab-sfu-1": ["0.0 %"], "lab-sfu-2": ["no data"]},
+        "turn": {"lab-turn-1": ["up", "up"]},
+        "turn-allocations": {"lab-turn-1": ["2"]},
+        "db": {"lab-db-1": ["primary"], "lab-db-2": ["sync standby"]},
+        "db-lag": {"lab-db-2": ["0B"]},
+        "redis": {"lab-redis-1": ["master"], "lab-redis-2": ["replica"]},
+        "certs": {"lab-sfu-1": ["396 d"], "lab-sfu-2": ["396 d"], "lab-turn-1": ["396 d"]},
+        "alerts": {},
+    }
+    return {name: Panel(id=name, state="data", values=values) for name, values in shown.items()}
+
+
+def test_a_healthy_stack_during_a_meeting_has_no_problem() -> None:
+    assert healthy_stack_problems(_healthy(), GROUPS, busy_sfu="lab-sfu-1") == []
+
+
+@pytest.mark.parametrize(
+    ("panel", "values", "problem"),
+    [
+        ("sfu-rooms", {"lab-sfu-1": ["0"], "lab-sfu-2": ["0"]}, "sfu-rooms: no room counted on lab-sfu-1"),
+        ("sfu-participants", {"lab-sfu-1": ["1"], "lab-sfu-2": ["0"]}, "sfu-participants: under 2"),
+        ("sfu-cpu", {"lab-sfu-1": ["12.5 %"]}, "sfu-cpu: no value for lab-sfu-2"),
+        ("sfu-cpu", {"lab-sfu-1": ["NaN %"], "lab-sfu-2": ["1 %"]}, "sfu-cpu: lab-sfu-1 shows 'NaN %'"),
+        ("sfu-packet-loss", {"lab-sfu-1": ["no data"]}, "sfu-packet-loss: no value for lab-sfu-1"),
+        ("turn", {"lab-turn-1": ["up", "DOWN"]}, "turn: lab-turn-1 shows ['up', 'DOWN']"),
+        ("turn-allocations", {"lab-turn-1": ["no data"]}, "turn-allocations: no value for lab-turn-1"),
+        ("db", {"lab-db-1": ["replica"], "lab-db-2": ["sync standby"]}, "db: 0 primaries"),
+        ("db", {"lab-db-1": ["primary"], "lab-db-2": ["replica"]}, "db: no synchronous standby"),
+        ("db-lag", {}, "db-lag: no replica shown"),
+        ("redis", {"lab-redis-1": ["master"], "lab-redis-2": ["master"]}, "redis: 2 masters"),
+        ("certs", {"lab-sfu-1": ["20 d"], "lab-sfu-2": ["99 d"], "lab-turn-1": ["99 d"]}, "certs: lab-sfu-1"),
+        ("certs", {"lab-sfu-1": ["396 d"], "lab-turn-1": ["396 d"]}, "certs: lab-sfu-2 shows 'none'"),
+    ],
+)  # fmt: skip
+def test_each_unhealthy_sign_is_named(panel: str, values: dict[str, list[str]], problem: str) -> None:
+    panels = _healthy()
+    panels[panel] = Panel(id=panel, state="data", values=values)
+    problems = healthy_stack_problems(panels, GROUPS, busy_sfu="lab-sfu-1")
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_a_panel_without_data_is_the_problem_reported() -> None:
+    panels = _healthy()
+    panels["redis"] = Panel(
+        id="redis", state="nodata", text="Redis no data: Prometheus has no series for redis_up"
+    )
+    del panels["certs"]
+    assert healthy_stack_problems(panels, GROUPS) == [
+        "redis: Redis no data: Prometheus has no series for redis_up",
+        "certs: no such panel on the page",
+    ]

@@ -31,7 +31,7 @@ import yaml
 from monitoring_support import ROLE, ROOT, RULES, inventory_for, render, role_defaults, tool
 
 from visio_infra.model.stack_file import load_stack_file
-from visio_infra.probes.dashboard import DashboardView, dashboard_url, open_dashboard
+from visio_infra.probes.dashboard import DashboardView, dashboard_url, healthy_stack_problems, open_dashboard
 
 SCREENSHOT = ROOT / "reports" / "dashboard-unit.png"
 T0 = time.time()
@@ -431,6 +431,14 @@ def test_every_panel_shows_what_prometheus_scraped(prometheus: str, served: tupl
     panels = open_dashboard(dashboard_url(prometheus)).panels
     assert panels["turn-allocations"].has_data
     assert panels["turn-allocations"].values == {TURN: ["4"]}
+    # The lab test's judgement of the page, on this one: only the certificates are wrong (one ends
+    # in 10 days, the second SFU node's endpoint is not probed).
+    groups = {"sfu": SFU, "turn": (TURN,), "db": DB, "redis": REDIS}
+    inventory_groups = {group: [{"name": name} for name in nodes] for group, nodes in groups.items()}
+    assert healthy_stack_problems(panels, inventory_groups, busy_sfu=SFU[0]) == [
+        f"certs: {SFU[0]} shows '10 d' (at least 21 d expected)",
+        f"certs: {SFU[1]} shows 'none' (at least 21 d expected)",
+    ]
 
 
 def _show(view: DashboardView) -> None:
