@@ -252,13 +252,15 @@ def open_dashboard(
 
 def page_height(panels: dict[str, Panel], width: int) -> int:
     """A window height that holds the whole page: the panels flow in columns of at least 560 px
-    (visio.lib's grid) in page order, each about 110 px plus 52 px per row."""
+    (visio.lib's grid) in page order, each about 110 px plus a row's height per row (56 px with
+    a sparkline, 26 px without)."""
     columns = max(1, (width - 48) // 576)
     heights = [
-        110 + 52 * max(1, sum(len(texts) for texts in panel.values.values())) for panel in panels.values()
+        110 + (56 if panel.sparklines else 26) * max(1, sum(len(texts) for texts in panel.values.values()))
+        for panel in panels.values()
     ]
     rows = [heights[i : i + columns] for i in range(0, len(heights), columns)]
-    return min(16000, 260 + sum(max(row) + 16 for row in rows))
+    return min(16000, 220 + sum(max(row) + 16 for row in rows))
 
 
 def missing_panels(panels: Mapping[str, Panel], required: Iterable[str]) -> list[str]:
