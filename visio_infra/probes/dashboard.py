@@ -6,7 +6,9 @@ no script, so the DOM Chromium has once the page loaded is what the screen shows
 showing an empty frame, which is what `read_panels` tells apart.
 
 Chromium (Debian's `chromium`) runs with a throw-away profile, its background services off and every
-host name but the dashboard's resolving to nothing, so it reaches the given URL only.
+host name but the dashboard's resolving to nothing, so it reaches the given URL only: Chromium 156
+still tries its update and sign-in services in spite of the switches (seen with --log-net-log), and
+those requests end at the resolver, before any DNS query.
 """
 
 from __future__ import annotations
@@ -195,6 +197,9 @@ def chromium_command(
         "--metrics-recording-only",
         "--no-pings",
         "--noerrdialogs",
+        "--no-service-autorun",
+        "--disable-breakpad",
+        "--disable-client-side-phishing-detection",
         f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {host}",
         *extra,
         url,
