@@ -12,10 +12,11 @@ command -v python3.11 >/dev/null || command -v python3 >/dev/null || die "Python
 
 # Debian packages: the lab (debootstrap, systemd-nspawn, nftables), SSH for Ansible, clients the
 # verification suite uses, Prometheus's own checkers (promtool, amtool) for the unit tests of the
-# monitoring role. Installed only when missing.
+# monitoring role, and headless Chromium that opens the stack's dashboard in the dashboard tests.
+# Installed only when missing.
 PACKAGES=(debootstrap systemd-container nftables iproute2 openssh-client ca-certificates
           postgresql-client redis-tools coturn curl git make ssh-audit testssl.sh prometheus
-          prometheus-alertmanager)
+          prometheus-alertmanager chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -23,7 +24,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # coturn, prometheus and prometheus-alertmanager are installed for their tools only (TURN client,
-  # promtool, amtool): keep their daemons from starting on the host...
+  # promtool, amtool, and the dashboard test's own prometheus on 127.0.0.1): keep their daemons from
+  # starting on the host...
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d

@@ -118,16 +118,23 @@ def private_dir(prefix: str) -> Path:
     return work
 
 
-def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str, *, check: bool = False) -> str:
-    """Run `command` on a lab host as the inventory's user; its stdout, stripped."""
+def ssh_command(inventory: dict[str, Any], host: dict[str, Any]) -> list[str]:
+    """`ssh ... user@host` to a lab host with the inventory's key and known hosts (a command, or
+    options such as a port forward, go after it)."""
     connection = inventory.get("connection", {})
     args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"]
     if connection.get("known_hosts_file"):
         args += ["-o", f"UserKnownHostsFile={connection['known_hosts_file']}"]
     if connection.get("ssh_key_file"):
         args += ["-i", connection["ssh_key_file"]]
-    target = f"{connection.get('user', 'root')}@{host.get('public_ip') or host['private_ip']}"
-    done = subprocess.run([*args, target, command], capture_output=True, text=True, timeout=600, check=False)
+    return [*args, f"{connection.get('user', 'root')}@{host.get('public_ip') or host['private_ip']}"]
+
+
+def ssh(inventory: dict[str, Any], host: dict[str, Any], command: str, *, check: bool = False) -> str:
+    """Run `command` on a lab host as the inventory's user; its stdout, stripped."""
+    done = subprocess.run(
+        [*ssh_command(inventory, host), command], capture_output=True, text=True, timeout=600, check=False
+    )
     if check:
         assert done.returncode == 0, f"{host['name']}: `{command}` failed: {done.stderr[-800:]}"
     return done.stdout.strip()

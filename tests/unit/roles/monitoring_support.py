@@ -1,8 +1,9 @@
 """What the monitoring role's tests share: Prometheus's own tools, and the role's templates rendered
 the way Ansible renders them (Jinja2 with Ansible's filters and tests) from the project's inventory.
 
-promtool and amtool come from Debian (`prometheus`, `prometheus-alertmanager`, installed by
-scripts/setup.sh). Without them the tests fail and say how to install them: never skipped.
+promtool, amtool, prometheus itself and chromium (the dashboard test) come from Debian (`prometheus`,
+`prometheus-alertmanager`, `chromium`, installed by scripts/setup.sh). Without them the tests fail
+and say how to install them: never skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def tool(name: str) -> str:
 
     path = shutil.which(name)
     if path is None:
-        package = {"promtool": "prometheus", "amtool": "prometheus-alertmanager"}[name]
+        package = {
+            "promtool": "prometheus",
+            "prometheus": "prometheus",
+            "amtool": "prometheus-alertmanager",
+            "chromium": "chromium",
+        }[name]
         pytest.fail(
             f"{name} is not installed: the monitoring checks need Prometheus's own tools; "
             f"run scripts/setup.sh (or apt-get install --no-install-recommends {package})"
