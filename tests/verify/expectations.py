@@ -186,6 +186,13 @@ INTERNAL_LISTENERS: dict[str, set[tuple[str, int]]] = {
     "sfu": {("tcp", LIVEKIT_HTTP_PORT)},
 }
 
+PRIVATE_METRICS = frozenset(
+    {"node-metrics", "postgres-metrics", "etcd-metrics", "redis-metrics", "patroni-metrics"}
+)
+"""Metrics endpoints of `METRICS_PORTS` the roles bind to the node's private address only (the
+exporters they install, etcd's metrics listener, Patroni's REST API): a wildcard listener there is
+a fault even though the firewall would hide it."""
+
 
 def listener_plan(
     config: StackConfig,
@@ -219,6 +226,8 @@ def listener_plan(
         plan.required.add(target)
         plan.absent[source] = f"redirected to {target[1]} by the host firewall"
     for purpose, port in METRICS_PORTS.get(role, {}).items():
+        if purpose in PRIVATE_METRICS:
+            plan.private_only.add(("tcp", port))
         if (exporters or {}).get(purpose, True):
             continue
         plan.required.discard(("tcp", port))

@@ -88,6 +88,26 @@ def test_firewall_ranges_and_world_sources():
     assert sfu["livekit-metrics"]["sources"] == [str(config.network.monitoring_cidr)]
 
 
+def test_the_host_firewall_admits_every_exporter_from_the_monitoring_range_only():
+    config, inventory = _setup()
+    monitoring = [str(config.network.monitoring_cidr)]
+    expected = {
+        "sfu": {"node-metrics": "9100", "livekit-metrics": "6789"},
+        "turn": {"node-metrics": "9100"},
+        "db": {
+            "node-metrics": "9100", "postgres-metrics": "9187",
+            "etcd-metrics": "2381", "patroni-metrics": "8008",
+        },
+        "redis": {"node-metrics": "9100", "redis-metrics": "9121"},
+        "bastion": {"node-metrics": "9100"},
+    }
+    for role, ports in expected.items():
+        rules = {r["comment"]: r for r in firewall_rules(config, inventory, role)}
+        for comment, port in ports.items():
+            assert rules[comment]["proto"] == "tcp" and rules[comment]["ports"] == port, (role, comment)
+            assert rules[comment]["sources"] == monitoring, (role, comment)
+
+
 def test_without_bastion_ssh_comes_from_the_admin_networks():
     config, inventory = _setup(counts={**COUNTS, "bastion": 0})
     ssh = {r["comment"]: r for r in firewall_rules(config, inventory, "turn")}["ssh-bastion"]

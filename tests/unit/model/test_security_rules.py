@@ -33,6 +33,7 @@ def test_sfu_exactly_tls_ice_media_range_and_peer_fallback(rules):
         ("tcp", 7880, 7880, "group:sfu"),
         ("udp", 50000, 60000, "0.0.0.0/0"),
         ("tcp", 6789, 6789, "10.40.0.0/28"),
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # node exporter
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -53,6 +54,7 @@ def test_turn_listeners_and_relay_range(rules):
         ("tcp", 5349, 5349, "0.0.0.0/0"),
         ("udp", 49152, 65535, "0.0.0.0/0"),
         ("tcp", 9641, 9641, "10.40.0.0/28"),
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # node exporter (with the allocation figures)
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -72,6 +74,11 @@ def test_db_only_from_app_cidr_and_db_peers(rules):
         ("tcp", 8008, 8008, "group:db"),
         ("tcp", 8008, 8008, "192.0.2.0/28"),
         ("tcp", 8008, 8008, "2001:db8::/48"),
+        # Prometheus: node and PostgreSQL exporters, etcd's metrics listener, Patroni's /metrics
+        ("tcp", 9100, 9100, "10.40.0.0/28"),
+        ("tcp", 9187, 9187, "10.40.0.0/28"),
+        ("tcp", 2381, 2381, "10.40.0.0/28"),
+        ("tcp", 8008, 8008, "10.40.0.0/28"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -84,6 +91,8 @@ def test_redis_and_sentinel_only_from_sfu_meet_and_peers(rules):
         ("tcp", 26379, 26379, "10.30.0.0/24"),
         ("tcp", 6379, 6379, "group:redis"),  # replication, and Sentinel watching every instance
         ("tcp", 26379, 26379, "group:redis"),  # Sentinels talk to each other
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # node exporter
+        ("tcp", 9121, 9121, "10.40.0.0/28"),  # Redis exporter
         ("tcp", 22, 22, "group:bastion"),
     }
     single = _ingress(security_rules(sample_config(), {"redis": 1})["redis"])
@@ -95,6 +104,7 @@ def test_bastion_ssh_only_from_admin_cidrs_with_right_ethertype(rules):
     assert {(r.remote_cidr, r.ethertype, r.port_min) for r in bastion} == {
         ("192.0.2.0/28", "IPv4", 22),
         ("2001:db8::/48", "IPv6", 22),
+        ("10.40.0.0/28", "IPv4", 9100),  # node exporter, from the monitoring range
     }
 
 
@@ -139,6 +149,30 @@ def test_metrics_only_from_monitoring_cidr(rules):
         for rule in role_rules:
             if "metrics" in rule.purpose:
                 assert rule.remote_cidr == "10.40.0.0/28", (role, rule)
+
+
+def test_every_port_prometheus_scrapes_is_open_to_the_monitoring_range(rules):
+    """roles/monitoring scrapes each job's port on every host of its groups: each of those ports is
+    open to the monitoring range on that role (a forgotten one shows as a target down, not here)."""
+    import pathlib
+
+    import yaml
+
+    defaults = pathlib.Path(__file__).resolve().parents[3] / "roles" / "monitoring" / "defaults" / "main.yml"
+    jobs = yaml.safe_load(defaults.read_text(encoding="utf-8"))["monitoring_scrape_jobs"]
+    missing = [
+        f"{job['name']} {job['port']} on {role}"
+        for job in jobs
+        for role in job["groups"]
+        if role in rules
+        and not any(
+            r.direction == "ingress" and r.remote_cidr == "10.40.0.0/28" and r.covers("tcp", int(job["port"]))
+            for r in rules[role]
+        )
+    ]
+    assert not missing, missing
+    node_job = next(job for job in jobs if job["name"] == "node")
+    assert set(ROLES) <= set(node_job["groups"])  # the node exporter runs on every role
 
 
 def test_rule_keys_unique_and_stable(rules):
