@@ -21,6 +21,8 @@ from pulumi_mocks import sample_config
 
 # Labels every scraped series carries (prometheus.yml): job, instance, node, role.
 SFU = 'node="sfu-1",role="sfu",instance="10.0.0.1:9100"'
+TURN = 'node="turn-1",role="turn",instance="10.0.0.5:9100"'
+TURN_2 = 'node="turn-2",role="turn",instance="10.0.0.6:9100"'
 DB = 'role="db",scope="visio"'
 
 
@@ -326,6 +328,53 @@ CASES: list[dict[str, Any]] = [
             _series(
                 "probe_success", 'job="turn",node="turn-1",role="turn",instance="203.0.113.5:3478"', "1x10"
             )
+        ],
+        "fire": [],
+    },
+    {
+        "name": "3500 allocations against a quota of 4000",
+        "alert": "TURNAllocationsNearQuota",
+        "at": "10m",
+        "series": [
+            _series("visio_turn_allocations", f'job="node",{TURN}', "3500x20"),
+            _series("visio_turn_allocation_quota", f'job="node",{TURN}', "4000x20"),
+        ],
+        "fire": [{"node": "turn-1", "role": "turn", "severity": "ticket"}],
+    },
+    {
+        "name": "2000 allocations against 4000; and 5000 on a node without quota",
+        "alert": "TURNAllocationsNearQuota",
+        "at": "10m",
+        "series": [
+            _series("visio_turn_allocations", f'job="node",{TURN}', "2000x20"),
+            _series("visio_turn_allocation_quota", f'job="node",{TURN}', "4000x20"),
+            _series("visio_turn_allocations", f'job="node",{TURN_2}', "5000x20"),
+            _series("visio_turn_allocation_quota", f'job="node",{TURN_2}', "0x20"),
+        ],
+        "fire": [],
+    },
+    {
+        "name": "allocation figures last written 10 minutes ago; and never on another TURN node",
+        "alert": "TURNAllocationFiguresStale",
+        "at": "10m",
+        "series": [
+            _series("node_textfile_mtime_seconds", f'job="node",{TURN},file="visio_turn.prom"', "0x20"),
+            _series("up", f'job="node",{TURN}', "1x20"),
+            _series("up", f'job="node",{TURN_2}', "1x20"),
+        ],
+        "fire": [
+            {"node": "turn-1", "role": "turn", "severity": "ticket"},
+            {"node": "turn-2", "role": "turn", "severity": "ticket"},
+        ],
+    },
+    {
+        "name": "allocation figures written every minute; other nodes need none",
+        "alert": "TURNAllocationFiguresStale",
+        "at": "10m",
+        "series": [
+            _series("node_textfile_mtime_seconds", f'job="node",{TURN},file="visio_turn.prom"', "0+60x20"),
+            _series("up", f'job="node",{TURN}', "1x20"),
+            _series("up", f'job="node",{SFU}', "1x20"),
         ],
         "fire": [],
     },
