@@ -542,3 +542,32 @@ def test_tls_listeners():
     ]
     behind = dict(inventory, connection={"bastion": "192.0.2.9"})
     assert [port for *_, port, _ in ex.tls_listeners(behind)] == [443, 443, 5349]
+
+
+def test_exporter_checks_cover_every_role_with_ports_the_firewall_opens():
+    from visio_infra.model.security_rules import METRICS_PORTS
+
+    for role in ("sfu", "turn", "db", "redis", "bastion"):
+        checks = ex.exporter_checks(role)
+        assert checks[0].purpose == "node-metrics" and checks[0].unit == "prometheus-node-exporter"
+        assert all(check.purpose in METRICS_PORTS[role] for check in checks)
+    db = {c.purpose: c for c in ex.exporter_checks("db", {"postgresql_tls_cert": "PEM"})}
+    assert set(db) == {"node-metrics", "postgres-metrics", "etcd-metrics", "patroni-metrics"}
+    assert db["patroni-metrics"].ca_file == "/etc/patroni/tls/ca.crt"  # Patroni serves HTTPS with the CA
+    assert ex.exporter_checks("db", {})[-1].ca_file is None
+    assert ("visio_turn_allocations", None) in ex.exporter_checks("turn")[0].series
+
+
+def test_metrics_problems_reads_values_with_and_without_labels():
+    served = (
+        "# HELP pg_up up\n# TYPE pg_up gauge\npg_up 1\n"
+        'node_cpu_seconds_total{cpu="0",mode="idle"} 12.5\n'
+        "redis_up 0\n"
+    )
+    assert ex.metric_values(served, "node_cpu_seconds_total") == [12.5]
+    assert ex.metric_values(served, "pg") == []  # a name, not a prefix
+    assert ex.metrics_problems(served, [("pg_up", 1.0), ("node_cpu_seconds_total", None)]) == []
+    assert ex.metrics_problems(served, [("redis_up", 1.0), ("visio_turn_allocations", None)]) == [
+        "redis_up is [0.0], want 1",
+        "no visio_turn_allocations",
+    ]
