@@ -23,9 +23,11 @@ UNCONN 0 0 [2001:db8::5]:65535 [::]:* users:(("turnserver",pid=10,fd=8))
 UNCONN 0 0 10.0.0.5:49151 0.0.0.0:* users:(("turnserver",pid=10,fd=9))
 UNCONN 0 0 10.0.0.5:55000 0.0.0.0:* users:(("chronyd",pid=11,fd=3))
 """
+# `ss -Htnp` (no state filter: the State column stays first, as in real output).
 TCP = """\
 ESTAB 0 0 10.0.0.5:443 192.0.2.4:40001 users:(("turnserver",pid=10,fd=20))
 ESTAB 0 0 10.0.0.5:3478 192.0.2.4:40002 users:(("turnserver",pid=10,fd=21))
+CLOSE-WAIT 1 0 10.0.0.5:3478 192.0.2.4:40004 users:(("turnserver",pid=10,fd=23))
 ESTAB 0 0 10.0.0.5:22 192.0.2.4:40003 users:(("sshd",pid=12,fd=4))
 ESTAB 0 0 10.0.0.5:50000 192.0.2.9:3478 users:(("turnserver",pid=10,fd=22))
 """
@@ -40,8 +42,8 @@ def _run(
     (tmp_path / "udp").write_text(UDP, encoding="utf-8")
     (tmp_path / "tcp").write_text(TCP, encoding="utf-8")
     fakes = {
-        # -Hunap: UDP sockets; -Htnp state established: TCP connections.
-        "ss": f'case "$*" in *-Hunap*) cat {tmp_path}/udp ;; *-Htnp*) cat {tmp_path}/tcp ;; '
+        # -Hunap: UDP sockets; -Htnp: TCP connections (any other call fails the script).
+        "ss": f'case "$*" in -Hunap) cat {tmp_path}/udp ;; -Htnp) cat {tmp_path}/tcp ;; '
         "*) exit 2 ;; esac",
         "systemctl": f"exit {0 if coturn_active else 3}",
     }
@@ -79,7 +81,8 @@ def test_allocations_are_turnservers_sockets_in_the_relay_range(tmp_path: Path) 
         "visio_turn_allocations": 3,
         "visio_turn_allocation_quota": 4000,
         "visio_turn_relay_ports": 65535 - 49152 + 1,
-        # Clients on 443 and 3478; not sshd, not turnserver's own connection out of a relay port.
+        # Established clients on 443 and 3478; not a closing one, not sshd, not turnserver's own
+        # connection out of a relay port.
         "visio_turn_tcp_clients": 2,
         "visio_turn_server_up": 1,
     }
