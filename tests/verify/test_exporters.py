@@ -1,10 +1,11 @@
 """Every node: the metrics Prometheus scrapes are served, on the node's private address only.
 
 For each endpoint of the node's role (the node exporter everywhere, PostgreSQL, etcd and Patroni
-metrics on DB nodes, the Redis exporter; ports from `METRICS_PORTS`, the list the firewall is built from): its
-unit is active, every listener on its port is bound to the private address (none on a wildcard),
-and what it serves, read on the node itself at that address, holds the series that prove it reads
-its service (pg_up 1, redis_up 1, a TURN node's allocation figures from the textfile collector...).
+metrics on DB nodes, the Redis exporter; ports from `METRICS_PORTS`, the list the firewall is built
+from): its unit is active and enabled, every listener on its port is bound to the private address
+(none on a wildcard), and what it serves, read on the node itself at that address, holds the series
+that prove it reads its service (pg_up 1, redis_up 1, a TURN node's allocation figures from the
+textfile collector...).
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def test_exporters_serve_their_series_on_the_private_address_only(node, facts, g
     variables = ex.node_variables(facts, group_vars, node.role)
     for check in ex.exporter_checks(node.role, variables):
         port = METRICS_PORTS[node.role][check.purpose]
-        if not node.host.service(check.unit).is_running:
+        service = node.host.service(check.unit)
+        if not service.is_running:
             problems.append(f"{check.unit} is not running")
             continue
+        if not service.is_enabled:
+            problems.append(f"{check.unit} is not enabled at boot")
         listeners = _listeners(node, port)
         if not listeners:
             problems.append(f"nothing listens on {port} ({check.purpose})")
