@@ -187,6 +187,13 @@ INTERNAL_LISTENERS: dict[str, set[tuple[str, int]]] = {
     "sfu": {("tcp", LIVEKIT_HTTP_PORT)},
 }
 
+PRIVATE_METRICS = frozenset(
+    {"node-metrics", "postgres-metrics", "etcd-metrics", "redis-metrics", "patroni-metrics"}
+)
+"""Metrics endpoints of `METRICS_PORTS` the roles bind to the node's private address only (the
+exporters they install, etcd's metrics listener, Patroni's REST API): a wildcard listener there is
+a fault even though the firewall would hide it."""
+
 
 def listener_plan(
     config: StackConfig,
@@ -220,6 +227,8 @@ def listener_plan(
         plan.required.add(target)
         plan.absent[source] = f"redirected to {target[1]} by the host firewall"
     for purpose, port in METRICS_PORTS.get(role, {}).items():
+        if purpose in PRIVATE_METRICS:
+            plan.private_only.add(("tcp", port))
         if (exporters or {}).get(purpose, True):
             continue
         plan.required.discard(("tcp", port))
@@ -252,6 +261,86 @@ def compare_listeners(
             continue
         unexpected.append(str(item))
     return missing, sorted(unexpected)
+
+
+# --------------------------------------------------------------------------- metrics exporters
+
+
+@dataclass(frozen=True)
+class ExporterCheck:
+    """One metrics endpoint a role serves to Prometheus, read on the node at its private address."""
+
+    purpose: str
+    """Its key in `METRICS_PORTS` (which gives the port)."""
+    unit: str
+    """The systemd unit serving it."""
+    series: tuple[tuple[str, float | None], ...]
+    """(series name, required value or None for "present") that must be in what it serves."""
+    ca_file: str | None = None
+    """Served over HTTPS, checked against this CA file on the node (None: plain HTTP)."""
+
+
+EXPORTERS: dict[str, tuple[ExporterCheck, ...]] = {
+    "db": (
+        ExporterCheck("postgres-metrics", "prometheus-postgres-exporter", (("pg_up", 1.0),)),
+        ExporterCheck("etcd-metrics", "etcd", (("etcd_server_has_leader", 1.0),)),
+    ),
+    "redis": (ExporterCheck("redis-metrics", "prometheus-redis-exporter", (("redis_up", 1.0),)),),
+}
+"""Role exporters beyond the node exporter, and what proves each one reads its service: PostgreSQL
+answered the exporter (pg_up 1, over the socket as postgres), Redis accepted its password
+(redis_up 1), the etcd member sees a leader."""
+
+NODE_SERIES: dict[str, tuple[tuple[str, float | None], ...]] = {
+    # The node exporter's own figures, and its textfile collector reading the shared directory.
+    "*": (("node_cpu_seconds_total", None), ("node_filesystem_avail_bytes", None),
+          ("node_textfile_scrape_error", 0.0)),
+    # roles/coturn's allocation counter (Debian 12's coturn has no metrics endpoint).
+    "turn": (("visio_turn_allocations", None), ("visio_turn_allocation_quota", None),
+             ("visio_turn_server_up", 1.0)),
+}
+
+
+def exporter_checks(role: str, variables: Mapping[str, Any] | None = None) -> list[ExporterCheck]:
+    """Every metrics endpoint a `role` node must serve: the node exporter (with the role's textfile
+    series), the role's own exporters, and on DB nodes Patroni's /metrics, over HTTPS with the stack
+    CA when the cluster has a certificate (`variables`: see `node_variables`)."""
+    node = ExporterCheck(
+        "node-metrics", "prometheus-node-exporter", NODE_SERIES["*"] + NODE_SERIES.get(role, ())
+    )
+    checks = [node, *EXPORTERS.get(role, ())]
+    if role == "db":
+        variables = variables or {}
+        tls = bool(variables.get("postgresql_tls_cert"))
+        ca = f"{variables.get('postgresql_patroni_dir', '/etc/patroni')}/tls/ca.crt" if tls else None
+        checks.append(ExporterCheck("patroni-metrics", "patroni", (("patroni_postgres_running", 1.0),), ca))
+    unknown = [c.purpose for c in checks if c.purpose not in METRICS_PORTS.get(role, {})]
+    assert not unknown, f"{role}: {unknown} not in METRICS_PORTS: the firewall would not open them"
+    return checks
+
+
+def metric_values(text: str, name: str) -> list[float]:
+    """Values of every sample of `name` (any labels) in a Prometheus text exposition."""
+    values = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(rf"^{re.escape(name)}(?:{{[^}}]*}})?\s+(\S+)", line)
+        if match:
+            values.append(float(match.group(1)))
+    return values
+
+
+def metrics_problems(text: str, series: Iterable[tuple[str, float | None]]) -> list[str]:
+    """What is missing or wrong in served metrics (empty when every series is there with its value)."""
+    problems = []
+    for name, wanted in series:
+        values = metric_values(text, name)
+        if not values:
+            problems.append(f"no {name}")
+        elif wanted is not None and any(v != wanted for v in values):
+            problems.append(f"{name} is {values}, want {wanted:g}")
+    return problems
 
 
 # --------------------------------------------------------------------------- sshd and nftables

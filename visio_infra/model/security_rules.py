@@ -37,8 +37,17 @@ meanwhile, which the verification checks (tests/verify: no listener on a disable
 POSTGRES_PORT = 5432
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
+ETCD_METRICS_PORT = 2381
+"""etcd's `listen-metrics-urls` (/metrics, /health; plain HTTP on the private address): its client port
+requires the stack CA's client certificates, which Prometheus does not hold."""
 PATRONI_REST_PORT = 8008
 REDIS_PORT = 6379
+NODE_EXPORTER_PORT = 9100
+"""Debian's prometheus-node-exporter on every node (roles/common), on the private address."""
+POSTGRES_EXPORTER_PORT = 9187
+"""Debian's prometheus-postgres-exporter on DB nodes (roles/postgresql), on the private address."""
+REDIS_EXPORTER_PORT = 9121
+"""Debian's prometheus-redis-exporter on Redis nodes (roles/redis), on the private address."""
 PROMETHEUS_PORT = 9090
 """The monitoring node's Prometheus (API, UI, dashboard, federation): from the ministry's scrapers
 (`network.monitoring_cidr`) and through the bastion only."""
@@ -57,17 +66,31 @@ SENSITIVE_TCP_PORTS: dict[int, str] = {
     LIVEKIT_HTTP_PORT: "LiveKit plain HTTP API",
     LIVEKIT_METRICS_PORT: "LiveKit metrics",
     COTURN_METRICS_PORT: "coturn metrics",
-    9100: "node exporter metrics",
-    9187: "PostgreSQL exporter metrics",
+    NODE_EXPORTER_PORT: "node exporter metrics",
+    POSTGRES_EXPORTER_PORT: "PostgreSQL exporter metrics",
+    REDIS_EXPORTER_PORT: "Redis exporter metrics",
+    ETCD_METRICS_PORT: "etcd metrics",
     SENTINEL_PORT: "Redis Sentinel",
 }
 """TCP ports that must never be reachable from the whole Internet (checked by the policy pack)."""
 
 METRICS_PORTS: dict[str, dict[str, int]] = {
-    "sfu": {"livekit-metrics": LIVEKIT_METRICS_PORT},
-    "turn": {"coturn-metrics": COTURN_METRICS_PORT},
+    "sfu": {"node-metrics": NODE_EXPORTER_PORT, "livekit-metrics": LIVEKIT_METRICS_PORT},
+    # TURN allocations reach Prometheus through the node exporter (roles/coturn's textfile timer).
+    "turn": {"node-metrics": NODE_EXPORTER_PORT, "coturn-metrics": COTURN_METRICS_PORT},
+    "db": {
+        "node-metrics": NODE_EXPORTER_PORT,
+        "postgres-metrics": POSTGRES_EXPORTER_PORT,
+        "etcd-metrics": ETCD_METRICS_PORT,
+        # Patroni's REST API (HTTPS with the stack CA) serves its own /metrics.
+        "patroni-metrics": PATRONI_REST_PORT,
+    },
+    "redis": {"node-metrics": NODE_EXPORTER_PORT, "redis-metrics": REDIS_EXPORTER_PORT},
+    "bastion": {"node-metrics": NODE_EXPORTER_PORT},
+    "monitoring": {"node-metrics": NODE_EXPORTER_PORT},
 }
-"""Metrics endpoints per role. A role that installs an exporter (node exporter...) adds its port here."""
+"""Metrics endpoints per role, each opened to `network.monitoring_cidr` only: the ports Prometheus
+scrapes (roles/monitoring's `monitoring_scrape_jobs`). A role that installs an exporter adds it here."""
 
 WORLD_V4 = "0.0.0.0/0"
 WORLD_V6 = "::/0"

@@ -72,7 +72,13 @@ def test_listener_plan_follows_security_rules():
     relay = config.ports.turn_relay_range
     assert ("udp", relay.start, relay.end) in turn.ranges
     redis = ex.listener_plan(config, inventory, "redis")
-    assert redis.required == {("tcp", 22), ("tcp", REDIS_PORT), ("tcp", SENTINEL_PORT)}
+    assert redis.required == {
+        ("tcp", 22), ("tcp", REDIS_PORT), ("tcp", SENTINEL_PORT), ("tcp", 9100), ("tcp", 9121)
+    }
+    # The exporters the roles install answer on the private address only.
+    assert {("tcp", 9100), ("tcp", 9121)} <= redis.private_only
+    db = ex.listener_plan(config, inventory, "db")
+    assert {("tcp", 9100), ("tcp", 9187), ("tcp", 2381), ("tcp", 8008)} <= db.required & db.private_only
 
 
 def test_compare_listeners_names_missing_and_extra():
@@ -85,6 +91,7 @@ def test_compare_listeners_names_missing_and_extra():
         ex.Listener("tcp", "10.77.0.74", LIVEKIT_HTTP_PORT),  # private only: allowed
         ex.Listener("tcp", "127.0.0.1", 6379),  # loopback: the node's business
         ex.Listener("udp", ANY, 50010),  # media range
+        ex.Listener("tcp", "10.77.0.74", 9100),  # node exporter, private address
         ex.Listener("tcp", ANY, 8080),  # nobody asked for this
     ]
     missing, unexpected = ex.compare_listeners(listeners, plan, "10.77.0.74")
@@ -92,6 +99,9 @@ def test_compare_listeners_names_missing_and_extra():
     assert unexpected == [f"tcp/{ANY}:8080"]
     wildcard_api = [*listeners[:-1], ex.Listener("tcp", ANY, LIVEKIT_HTTP_PORT)]
     assert ex.compare_listeners(wildcard_api, plan, "10.77.0.74")[1] == [f"tcp/{ANY}:{LIVEKIT_HTTP_PORT}"]
+    # A node exporter on a wildcard address is a fault, even behind the firewall.
+    wildcard_exporter = [*listeners[:-2], ex.Listener("tcp", ANY, 9100)]
+    assert ex.compare_listeners(wildcard_exporter, plan, "10.77.0.74") == (["tcp/6789"], [f"tcp/{ANY}:9100"])
 
 
 def test_ssh_hardening_problems():
@@ -437,6 +447,7 @@ def test_listener_plan_follows_the_role_design_for_redirects_and_exporters():
         ex.Listener("tcp", ANY, 443),
         ex.Listener("tcp", ANY, TURN_PORT),
         ex.Listener("udp", ANY, TURN_PORT),
+        ex.Listener("tcp", "10.77.0.82", 9100),
     ]
     assert ex.compare_listeners(served, plan, "10.77.0.82") == ([], [])
     # A process on the redirected port, or a metrics listener the role did not enable, is reported.
@@ -577,3 +588,32 @@ def test_firing_alerts_ignore_pending_ones():
     ]
     assert ex.firing_alerts(alerts) == ["TURNNodeDown on t1: TURN on t1 does not accept connections"]
     assert ex.firing_alerts(alerts[1:]) == []
+
+
+def test_exporter_checks_cover_every_role_with_ports_the_firewall_opens():
+    from visio_infra.model.security_rules import METRICS_PORTS
+
+    for role in ("sfu", "turn", "db", "redis", "bastion", "monitoring"):
+        checks = ex.exporter_checks(role)
+        assert checks[0].purpose == "node-metrics" and checks[0].unit == "prometheus-node-exporter"
+        assert all(check.purpose in METRICS_PORTS[role] for check in checks)
+    db = {c.purpose: c for c in ex.exporter_checks("db", {"postgresql_tls_cert": "PEM"})}
+    assert set(db) == {"node-metrics", "postgres-metrics", "etcd-metrics", "patroni-metrics"}
+    assert db["patroni-metrics"].ca_file == "/etc/patroni/tls/ca.crt"  # Patroni serves HTTPS with the CA
+    assert ex.exporter_checks("db", {})[-1].ca_file is None
+    assert ("visio_turn_allocations", None) in ex.exporter_checks("turn")[0].series
+
+
+def test_metrics_problems_reads_values_with_and_without_labels():
+    served = (
+        "# HELP pg_up up\n# TYPE pg_up gauge\npg_up 1\n"
+        'node_cpu_seconds_total{cpu="0",mode="idle"} 12.5\n'
+        "redis_up 0\n"
+    )
+    assert ex.metric_values(served, "node_cpu_seconds_total") == [12.5]
+    assert ex.metric_values(served, "pg") == []  # a name, not a prefix
+    assert ex.metrics_problems(served, [("pg_up", 1.0), ("node_cpu_seconds_total", None)]) == []
+    assert ex.metrics_problems(served, [("redis_up", 1.0), ("visio_turn_allocations", None)]) == [
+        "redis_up is [0.0], want 1",
+        "no visio_turn_allocations",
+    ]

@@ -91,6 +91,29 @@ def test_firewall_ranges_and_world_sources():
     assert metrics == [[str(config.network.monitoring_cidr)], _ips(inventory, "monitoring")]
 
 
+def test_the_host_firewall_admits_every_exporter_from_the_monitoring_range_and_node_only():
+    config, inventory = _setup()
+    monitoring = [str(config.network.monitoring_cidr)]
+    expected = {
+        "sfu": {"node-metrics": "9100", "livekit-metrics": "6789"},
+        "turn": {"node-metrics": "9100"},
+        "db": {
+            "node-metrics": "9100", "postgres-metrics": "9187",
+            "etcd-metrics": "2381", "patroni-metrics": "8008",
+        },
+        "redis": {"node-metrics": "9100", "redis-metrics": "9121"},
+        "bastion": {"node-metrics": "9100"},
+        "monitoring": {"node-metrics": "9100"},
+    }
+    scraper = _ips(inventory, "monitoring")
+    for role, ports in expected.items():
+        for comment, port in ports.items():
+            rules = [r for r in firewall_rules(config, inventory, role) if r["comment"] == comment]
+            assert {r["proto"] for r in rules} == {"tcp"} and {r["ports"] for r in rules} == {port}, role
+            # The monitoring range and the stack's own monitoring node, nobody else.
+            assert [r["sources"] for r in rules] == [monitoring, scraper], (role, comment)
+
+
 def test_without_bastion_ssh_comes_from_the_admin_networks():
     config, inventory = _setup(counts={**COUNTS, "bastion": 0})
     ssh = {r["comment"]: r for r in firewall_rules(config, inventory, "turn")}["ssh-bastion"]

@@ -41,6 +41,8 @@ def test_sfu_exactly_tls_ice_media_range_and_peer_fallback(rules):
         ("udp", 50000, 60000, "0.0.0.0/0"),
         ("tcp", 6789, 6789, "10.40.0.0/28"),
         ("tcp", 6789, 6789, "group:monitoring"),
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # node exporter
+        ("tcp", 9100, 9100, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -62,6 +64,8 @@ def test_turn_listeners_and_relay_range(rules):
         ("udp", 49152, 65535, "0.0.0.0/0"),
         ("tcp", 9641, 9641, "10.40.0.0/28"),
         ("tcp", 9641, 9641, "group:monitoring"),
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # node exporter (with the allocation figures)
+        ("tcp", 9100, 9100, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -81,6 +85,16 @@ def test_db_only_from_app_cidr_and_db_peers(rules):
         ("tcp", 8008, 8008, "group:db"),
         ("tcp", 8008, 8008, "192.0.2.0/28"),
         ("tcp", 8008, 8008, "2001:db8::/48"),
+        # Prometheus: node and PostgreSQL exporters, etcd's metrics listener, Patroni's /metrics
+        ("tcp", 9100, 9100, "10.40.0.0/28"),
+        ("tcp", 9187, 9187, "10.40.0.0/28"),
+        ("tcp", 2381, 2381, "10.40.0.0/28"),
+        ("tcp", 8008, 8008, "10.40.0.0/28"),
+        # ... and the same from the stack's own monitoring node
+        ("tcp", 9100, 9100, "group:monitoring"),
+        ("tcp", 9187, 9187, "group:monitoring"),
+        ("tcp", 2381, 2381, "group:monitoring"),
+        ("tcp", 8008, 8008, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
 
@@ -93,6 +107,10 @@ def test_redis_and_sentinel_only_from_sfu_meet_and_peers(rules):
         ("tcp", 26379, 26379, "10.30.0.0/24"),
         ("tcp", 6379, 6379, "group:redis"),  # replication, and Sentinel watching every instance
         ("tcp", 26379, 26379, "group:redis"),  # Sentinels talk to each other
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # node exporter
+        ("tcp", 9121, 9121, "10.40.0.0/28"),  # Redis exporter
+        ("tcp", 9100, 9100, "group:monitoring"),  # both, from the stack's own monitoring node
+        ("tcp", 9121, 9121, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
     single = _ingress(security_rules(sample_config(), {"redis": 1})["redis"])
@@ -101,9 +119,11 @@ def test_redis_and_sentinel_only_from_sfu_meet_and_peers(rules):
 
 def test_bastion_ssh_only_from_admin_cidrs_with_right_ethertype(rules):
     bastion = [r for r in rules["bastion"] if r.direction == "ingress"]
-    assert {(r.remote_cidr, r.ethertype, r.port_min) for r in bastion} == {
+    assert {(r.remote_cidr or r.remote_role, r.ethertype, r.port_min) for r in bastion} == {
         ("192.0.2.0/28", "IPv4", 22),
         ("2001:db8::/48", "IPv6", 22),
+        ("10.40.0.0/28", "IPv4", 9100),  # node exporter, from the monitoring range
+        ("monitoring", "IPv4", 9100),  # and from the stack's monitoring node
     }
 
 
@@ -154,6 +174,8 @@ def test_monitoring_node_serves_prometheus_to_scrapers_and_bastion_and_scrapes_e
     assert _ingress(rules["monitoring"]) == {
         ("tcp", 9090, 9090, "10.40.0.0/28"),
         ("tcp", 9090, 9090, "group:bastion"),
+        ("tcp", 9100, 9100, "10.40.0.0/28"),  # its own node exporter
+        ("tcp", 9100, 9100, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
     egress = [r for r in rules["monitoring"] if r.direction == "egress"]
@@ -169,6 +191,30 @@ def test_without_a_monitoring_node_only_the_ministry_scrapers_reach_metrics():
     rules = security_rules(config)
     metrics = [r for rs in rules.values() for r in rs if "metrics" in r.purpose and r.direction == "ingress"]
     assert metrics and all(r.remote_cidr == "10.40.0.0/28" for r in metrics)
+
+
+def test_every_port_prometheus_scrapes_is_open_to_the_monitoring_range(rules):
+    """roles/monitoring scrapes each job's port on every host of its groups: each of those ports is
+    open to the monitoring range on that role (a forgotten one shows as a target down, not here)."""
+    import pathlib
+
+    import yaml
+
+    defaults = pathlib.Path(__file__).resolve().parents[3] / "roles" / "monitoring" / "defaults" / "main.yml"
+    jobs = yaml.safe_load(defaults.read_text(encoding="utf-8"))["monitoring_scrape_jobs"]
+    missing = [
+        f"{job['name']} {job['port']} on {role}"
+        for job in jobs
+        for role in job["groups"]
+        if role in rules
+        and not any(
+            r.direction == "ingress" and r.remote_cidr == "10.40.0.0/28" and r.covers("tcp", int(job["port"]))
+            for r in rules[role]
+        )
+    ]
+    assert not missing, missing
+    node_job = next(job for job in jobs if job["name"] == "node")
+    assert set(ROLES) <= set(node_job["groups"])  # the node exporter runs on every role
 
 
 def test_rule_keys_unique_and_stable(rules):

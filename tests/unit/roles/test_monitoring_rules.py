@@ -21,6 +21,8 @@ from pulumi_mocks import sample_config
 
 # Labels every scraped series carries (prometheus.yml): job, instance, node, role.
 SFU = 'node="sfu-1",role="sfu",instance="10.0.0.1:9100"'
+TURN = 'node="turn-1",role="turn",instance="10.0.0.5:9100"'
+TURN_2 = 'node="turn-2",role="turn",instance="10.0.0.6:9100"'
 DB = 'role="db",scope="visio"'
 
 
@@ -329,6 +331,53 @@ CASES: list[dict[str, Any]] = [
         ],
         "fire": [],
     },
+    {
+        "name": "3500 allocations against a quota of 4000",
+        "alert": "TURNAllocationsNearQuota",
+        "at": "10m",
+        "series": [
+            _series("visio_turn_allocations", f'job="node",{TURN}', "3500x20"),
+            _series("visio_turn_allocation_quota", f'job="node",{TURN}', "4000x20"),
+        ],
+        "fire": [{"node": "turn-1", "role": "turn", "severity": "ticket"}],
+    },
+    {
+        "name": "2000 allocations against 4000; and 5000 on a node without quota",
+        "alert": "TURNAllocationsNearQuota",
+        "at": "10m",
+        "series": [
+            _series("visio_turn_allocations", f'job="node",{TURN}', "2000x20"),
+            _series("visio_turn_allocation_quota", f'job="node",{TURN}', "4000x20"),
+            _series("visio_turn_allocations", f'job="node",{TURN_2}', "5000x20"),
+            _series("visio_turn_allocation_quota", f'job="node",{TURN_2}', "0x20"),
+        ],
+        "fire": [],
+    },
+    {
+        "name": "allocation figures last written 10 minutes ago; and never on another TURN node",
+        "alert": "TURNAllocationFiguresStale",
+        "at": "10m",
+        "series": [
+            _series("node_textfile_mtime_seconds", f'job="node",{TURN},file="visio_turn.prom"', "0x20"),
+            _series("up", f'job="node",{TURN}', "1x20"),
+            _series("up", f'job="node",{TURN_2}', "1x20"),
+        ],
+        "fire": [
+            {"node": "turn-1", "role": "turn", "severity": "ticket"},
+            {"node": "turn-2", "role": "turn", "severity": "ticket"},
+        ],
+    },
+    {
+        "name": "allocation figures written every minute; other nodes need none",
+        "alert": "TURNAllocationFiguresStale",
+        "at": "10m",
+        "series": [
+            _series("node_textfile_mtime_seconds", f'job="node",{TURN},file="visio_turn.prom"', "0+60x20"),
+            _series("up", f'job="node",{TURN}', "1x20"),
+            _series("up", f'job="node",{SFU}', "1x20"),
+        ],
+        "fire": [],
+    },
     # --- database -----------------------------------------------------------------------------
     {
         "name": "PostgreSQL stopped under Patroni",
@@ -532,7 +581,8 @@ CASES: list[dict[str, Any]] = [
             *[
                 _series(
                     "redis_instance_info",
-                    f'job="redis",node="redis-{i}",role="slave",instance="10.0.2.{i}:9121"',
+                    f'job="redis",node="redis-{i}",role="redis",exported_role="slave",'
+                    f'instance="10.0.2.{i}:9121"',
                     "1x10",
                 )
                 for i in (1, 2, 3)
@@ -552,7 +602,8 @@ CASES: list[dict[str, Any]] = [
             *[
                 _series(
                     "redis_instance_info",
-                    f'job="redis",node="redis-{i}",role="{"master" if i == 1 else "slave"}",'
+                    f'job="redis",node="redis-{i}",role="redis",'
+                    f'exported_role="{"master" if i == 1 else "slave"}",'
                     f'instance="10.0.2.{i}:9121"',
                     "1x10",
                 )
@@ -568,7 +619,8 @@ CASES: list[dict[str, Any]] = [
         "series": [
             _series(
                 "redis_instance_info",
-                f'job="redis",node="redis-{i}",role="master",instance="10.0.2.{i}:9121"',
+                f'job="redis",node="redis-{i}",role="redis",exported_role="master",'
+                f'instance="10.0.2.{i}:9121"',
                 "1x10",
             )
             for i in (1, 2)
@@ -582,7 +634,8 @@ CASES: list[dict[str, Any]] = [
         "series": [
             _series(
                 "redis_instance_info",
-                f'job="redis",node="redis-{i}",role="{"master" if i == 1 else "slave"}",'
+                f'job="redis",node="redis-{i}",role="redis",'
+                f'exported_role="{"master" if i == 1 else "slave"}",'
                 f'instance="10.0.2.{i}:9121"',
                 "1x10",
             )
