@@ -191,7 +191,7 @@ PRIVATE_METRICS = frozenset(
     {"node-metrics", "postgres-metrics", "etcd-metrics", "redis-metrics", "patroni-metrics"}
 )
 """Metrics endpoints of `METRICS_PORTS` the roles bind to the node's private address only (the
-exporters they install, etcd's metrics listener, Patroni's REST API): a wildcard listener there is
+exporters they install, etcd's metrics listener, the Patroni metrics relay): a wildcard listener there is
 a fault even though the firewall would hide it."""
 
 
@@ -284,6 +284,8 @@ EXPORTERS: dict[str, tuple[ExporterCheck, ...]] = {
     "db": (
         ExporterCheck("postgres-metrics", "prometheus-postgres-exporter", (("pg_up", 1.0),)),
         ExporterCheck("etcd-metrics", "etcd", (("etcd_server_has_leader", 1.0),)),
+        # Patroni's /metrics through roles/postgresql's relay (plain HTTP, private address).
+        ExporterCheck("patroni-metrics", "visio-patroni-metrics", (("patroni_postgres_running", 1.0),)),
     ),
     "redis": (ExporterCheck("redis-metrics", "prometheus-redis-exporter", (("redis_up", 1.0),)),),
 }
@@ -303,17 +305,12 @@ NODE_SERIES: dict[str, tuple[tuple[str, float | None], ...]] = {
 
 def exporter_checks(role: str, variables: Mapping[str, Any] | None = None) -> list[ExporterCheck]:
     """Every metrics endpoint a `role` node must serve: the node exporter (with the role's textfile
-    series), the role's own exporters, and on DB nodes Patroni's /metrics, over HTTPS with the stack
-    CA when the cluster has a certificate (`variables`: see `node_variables`)."""
+    series) and the role's own exporters (on DB nodes, Patroni's /metrics through its relay).
+    `variables` (see `node_variables`) is kept for exporters that would depend on the role's design."""
     node = ExporterCheck(
         "node-metrics", "prometheus-node-exporter", NODE_SERIES["*"] + NODE_SERIES.get(role, ())
     )
     checks = [node, *EXPORTERS.get(role, ())]
-    if role == "db":
-        variables = variables or {}
-        tls = bool(variables.get("postgresql_tls_cert"))
-        ca = f"{variables.get('postgresql_patroni_dir', '/etc/patroni')}/tls/ca.crt" if tls else None
-        checks.append(ExporterCheck("patroni-metrics", "patroni", (("patroni_postgres_running", 1.0),), ca))
     unknown = [c.purpose for c in checks if c.purpose not in METRICS_PORTS.get(role, {})]
     assert not unknown, f"{role}: {unknown} not in METRICS_PORTS: the firewall would not open them"
     return checks

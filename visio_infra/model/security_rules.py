@@ -41,6 +41,8 @@ ETCD_METRICS_PORT = 2381
 """etcd's `listen-metrics-urls` (/metrics, /health; plain HTTP on the private address): its client port
 requires the stack CA's client certificates, which Prometheus does not hold."""
 PATRONI_REST_PORT = 8008
+PATRONI_METRICS_PORT = 9547
+"""roles/postgresql's relay of Patroni's /metrics (plain HTTP on the private address)."""
 REDIS_PORT = 6379
 NODE_EXPORTER_PORT = 9100
 """Debian's prometheus-node-exporter on every node (roles/common), on the private address."""
@@ -82,8 +84,9 @@ METRICS_PORTS: dict[str, dict[str, int]] = {
         "node-metrics": NODE_EXPORTER_PORT,
         "postgres-metrics": POSTGRES_EXPORTER_PORT,
         "etcd-metrics": ETCD_METRICS_PORT,
-        # Patroni's REST API (HTTPS with the stack CA) serves its own /metrics.
-        "patroni-metrics": PATRONI_REST_PORT,
+        # Patroni's /metrics through roles/postgresql's relay (Patroni 3.0.2 writes samples Prometheus
+        # rejects); the REST API itself stays closed to the monitoring.
+        "patroni-metrics": PATRONI_METRICS_PORT,
     },
     "redis": {"node-metrics": NODE_EXPORTER_PORT, "redis-metrics": REDIS_EXPORTER_PORT},
     "bastion": {"node-metrics": NODE_EXPORTER_PORT},

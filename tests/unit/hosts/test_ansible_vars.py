@@ -99,7 +99,7 @@ def test_the_host_firewall_admits_every_exporter_from_the_monitoring_range_and_n
         "turn": {"node-metrics": "9100"},
         "db": {
             "node-metrics": "9100", "postgres-metrics": "9187",
-            "etcd-metrics": "2381", "patroni-metrics": "8008",
+            "etcd-metrics": "2381", "patroni-metrics": "9547",
         },
         "redis": {"node-metrics": "9100", "redis-metrics": "9121"},
         "bastion": {"node-metrics": "9100"},

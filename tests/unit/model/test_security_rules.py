@@ -89,12 +89,12 @@ def test_db_only_from_app_cidr_and_db_peers(rules):
         ("tcp", 9100, 9100, "10.40.0.0/28"),
         ("tcp", 9187, 9187, "10.40.0.0/28"),
         ("tcp", 2381, 2381, "10.40.0.0/28"),
-        ("tcp", 8008, 8008, "10.40.0.0/28"),
+        ("tcp", 9547, 9547, "10.40.0.0/28"),
         # ... and the same from the stack's own monitoring node
         ("tcp", 9100, 9100, "group:monitoring"),
         ("tcp", 9187, 9187, "group:monitoring"),
         ("tcp", 2381, 2381, "group:monitoring"),
-        ("tcp", 8008, 8008, "group:monitoring"),
+        ("tcp", 9547, 9547, "group:monitoring"),
         ("tcp", 22, 22, "group:bastion"),
     }
 

@@ -89,7 +89,7 @@ def test_every_inventory_node_is_scraped_at_its_private_address(tmp_path: Path, 
     }
     sfu = children["sfu"]["hosts"]
     assert _targets(prometheus, "livekit") == {n: (f"{h['private_ip']}:6789", "sfu") for n, h in sfu.items()}
-    for job, port in (("postgres", 9187), ("patroni", 8008), ("etcd", 2381)):
+    for job, port in (("postgres", 9187), ("patroni", 9547), ("etcd", 2381)):
         db = children["db"]["hosts"]
         assert _targets(prometheus, job) == {n: (f"{h['private_ip']}:{port}", "db") for n, h in db.items()}
     redis = children["redis"]["hosts"]
