@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 
 import pytest
@@ -60,6 +61,20 @@ def test_pinned_versions(node, config, facts):
     elif node.role == "redis":
         for package in ("redis-server", "redis-sentinel"):
             assert node.host.package(package).is_installed, f"{node}: {package} is not installed"
+    elif node.role == "monitoring":
+        # Debian's packages (the stack pins the distribution); the Prometheus that answers must be the
+        # installed one (an upgraded package with the old process still running shows here).
+        for package in ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter"):
+            assert node.host.package(package).is_installed, f"{node}: {package} is not installed"
+        read = ("import json,sys,urllib.request; print(json.load(urllib.request.urlopen("
+                "sys.argv[1], timeout=10))['data']['version'])")
+        url = f"http://{node.private_ip}:9090/api/v1/status/buildinfo"
+        running = _run(node, f"python3 -c {shlex.quote(read)} {shlex.quote(url)}").strip()
+        installed = node.host.package("prometheus").version
+        upstream = installed.split(":", 1)[-1].rsplit("-", 1)[0]  # no epoch, no Debian revision
+        assert running in (upstream, upstream.split("+", 1)[0]), (
+            f"{node}: Prometheus {running} answers, package {installed} is installed"
+        )
     else:
         pytest.fail(f"{node}: no pinned-version check for role {node.role}")
 
