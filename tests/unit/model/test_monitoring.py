@@ -30,3 +30,11 @@ def test_a_heavier_audience_mix_lowers_the_capacity_per_node():
     audio = sample_config(audience={"video_share": 0.1}, **pinned)
     video = sample_config(audience={"video_share": 0.9}, **pinned)
     assert sfu_participants_per_node(audio) > sfu_participants_per_node(video)
+
+
+def test_the_lab_never_raises_the_cpu_alert_its_shared_cores_would_fake():
+    from visio_infra.model.stack_file import load_stack_file, stack_file
+
+    lab = load_stack_file(stack_file("lab"))
+    assert alert_thresholds(lab)["monitoring_sfu_cpu_target"] == 1.0  # busy fraction never above 1
+    assert lab.sizing.coefficients.target_cpu_utilisation < 1.0  # while the sizing keeps its own
