@@ -80,7 +80,9 @@ class Served:
                 ("livekit_room_total", gauge(3, t0)),
                 ("livekit_participant_total", gauge(12, t0)),
                 ('livekit_packet_total{direction="incoming",type="media"}', counter(100, t0)),
-                ('livekit_packet_loss_total{direction="incoming",type="media"}', counter(2, t0)),  # 2 %
+                # LiveKit's loss histogram (percent per observation): 2 % on average.
+                ('livekit_packet_loss_percent_sum{direction="incoming",type="VIDEO"}', counter(2, t0)),
+                ('livekit_packet_loss_percent_count{direction="incoming",type="VIDEO"}', counter(1, t0)),
             ],
         )
         # The second SFU node has no packet counters: its row says "no data".

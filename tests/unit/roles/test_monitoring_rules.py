@@ -30,9 +30,10 @@ def _series(name: str, labels: str, values: str) -> dict[str, str]:
     return {"series": f"{name}{{{labels}}}", "values": values}
 
 
+# Patroni 3.0.2 labels its metrics with `scope` only (no `name`): the series below are what it serves.
 def _patroni(metric: str, values: Callable[[int], str]) -> list[dict[str, str]]:
     """One Patroni series per DB member db-1..db-3, `values(member)` giving each one's samples."""
-    return [_series(metric, f'job="patroni",node="db-{i}",{DB},name="db-{i}"', values(i)) for i in (1, 2, 3)]
+    return [_series(metric, f'job="patroni",node="db-{i}",{DB}', values(i)) for i in (1, 2, 3)]
 
 
 def _leader_is(member: int) -> Callable[[int], str]:
@@ -265,15 +266,20 @@ CASES: list[dict[str, Any]] = [
                 "0+60000x30",
             ),
             _series(
-                "livekit_packet_loss_total",
+                "livekit_packet_loss_percent_sum",
                 'job="livekit",node="sfu-1",role="sfu",direction="incoming",source="CAMERA",type="VIDEO"',
-                "0+6000x30",
+                "0+600x30",
+            ),
+            _series(
+                "livekit_packet_loss_percent_count",
+                'job="livekit",node="sfu-1",role="sfu",direction="incoming",source="CAMERA",type="VIDEO"',
+                "0+60x30",
             ),
         ],
         "fire": [{"node": "sfu-1", "role": "sfu", "direction": "incoming", "severity": "ticket"}],
     },
     {
-        "name": "1 % loss, and 20 % loss on a trickle of 50 packets/s",
+        "name": "1 % mean loss, and 20 % on a trickle of 50 packets/s",
         "alert": "SFUHighPacketLoss",
         "at": "20m",
         "series": [
@@ -283,9 +289,14 @@ CASES: list[dict[str, Any]] = [
                 "0+60000x30",
             ),
             _series(
-                "livekit_packet_loss_total",
+                "livekit_packet_loss_percent_sum",
                 'job="livekit",node="sfu-1",role="sfu",direction="incoming",source="CAMERA",type="VIDEO"',
-                "0+600x30",
+                "0+60x30",
+            ),
+            _series(
+                "livekit_packet_loss_percent_count",
+                'job="livekit",node="sfu-1",role="sfu",direction="incoming",source="CAMERA",type="VIDEO"',
+                "0+60x30",
             ),
             _series(
                 "livekit_packet_total",
@@ -293,9 +304,14 @@ CASES: list[dict[str, Any]] = [
                 "0+3000x30",
             ),
             _series(
-                "livekit_packet_loss_total",
+                "livekit_packet_loss_percent_sum",
                 'job="livekit",node="sfu-2",role="sfu",direction="incoming",source="CAMERA",type="VIDEO"',
-                "0+600x30",
+                "0+1200x30",
+            ),
+            _series(
+                "livekit_packet_loss_percent_count",
+                'job="livekit",node="sfu-2",role="sfu",direction="incoming",source="CAMERA",type="VIDEO"',
+                "0+60x30",
             ),
         ],
         "fire": [],
@@ -384,16 +400,16 @@ CASES: list[dict[str, Any]] = [
         "alert": "PostgresDown",
         "at": "3m",
         "series": [
-            _series("patroni_postgres_running", f'job="patroni",node="db-2",{DB},name="db-2"', "0x10")
+            _series("patroni_postgres_running", f'job="patroni",node="db-2",{DB}', "0x10")
         ],
-        "fire": [{"job": "patroni", "node": "db-2", **_labels(DB), "name": "db-2", "severity": "page"}],
+        "fire": [{"job": "patroni", "node": "db-2", **_labels(DB), "severity": "page"}],
     },
     {
         "name": "PostgreSQL running",
         "alert": "PostgresDown",
         "at": "3m",
         "series": [
-            _series("patroni_postgres_running", f'job="patroni",node="db-2",{DB},name="db-2"', "1x10")
+            _series("patroni_postgres_running", f'job="patroni",node="db-2",{DB}', "1x10")
         ],
         "fire": [],
     },
@@ -428,9 +444,9 @@ CASES: list[dict[str, Any]] = [
         "series": [
             *_patroni("patroni_primary", _leader_is(1)),
             *_patroni("patroni_sync_standby", _leader_is(2)),
-            _series("patroni_primary", 'job="patroni",node="x-1",role="db",scope="other",name="x-1"', "0x10"),
+            _series("patroni_primary", 'job="patroni",node="x-1",role="db",scope="other"', "0x10"),
             _series(
-                "patroni_sync_standby", 'job="patroni",node="x-1",role="db",scope="other",name="x-1"', "0x10"
+                "patroni_sync_standby", 'job="patroni",node="x-1",role="db",scope="other"', "0x10"
             ),
         ],
         "fire": [],
@@ -440,31 +456,31 @@ CASES: list[dict[str, Any]] = [
         "alert": "PostgresReplicaNotReplicating",
         "at": "15m",
         "series": [
-            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB},name="db-1"', "0+1000x30"),
-            _series("patroni_replica", f'job="patroni",node="db-2",{DB},name="db-2"', "1x30"),
+            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB}', "0+1000x30"),
+            _series("patroni_replica", f'job="patroni",node="db-2",{DB}', "1x30"),
             _series(
-                "patroni_xlog_received_location", f'job="patroni",node="db-2",{DB},name="db-2"', "500x30"
+                "patroni_xlog_received_location", f'job="patroni",node="db-2",{DB}', "500x30"
             ),
         ],
-        "fire": [{"job": "patroni", "node": "db-2", **_labels(DB), "name": "db-2", "severity": "ticket"}],
+        "fire": [{"job": "patroni", "node": "db-2", **_labels(DB), "severity": "ticket"}],
     },
     {
         "name": "replica streaming; and an idle leader with an idle replica",
         "alert": "PostgresReplicaNotReplicating",
         "at": "15m",
         "series": [
-            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB},name="db-1"', "0+1000x30"),
-            _series("patroni_replica", f'job="patroni",node="db-2",{DB},name="db-2"', "1x30"),
+            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB}', "0+1000x30"),
+            _series("patroni_replica", f'job="patroni",node="db-2",{DB}', "1x30"),
             _series(
-                "patroni_xlog_received_location", f'job="patroni",node="db-2",{DB},name="db-2"', "0+1000x30"
+                "patroni_xlog_received_location", f'job="patroni",node="db-2",{DB}', "0+1000x30"
             ),
             _series(
-                "patroni_xlog_location", 'job="patroni",node="x-1",role="db",scope="idle",name="x-1"', "9x30"
+                "patroni_xlog_location", 'job="patroni",node="x-1",role="db",scope="idle"', "9x30"
             ),
-            _series("patroni_replica", 'job="patroni",node="x-2",role="db",scope="idle",name="x-2"', "1x30"),
+            _series("patroni_replica", 'job="patroni",node="x-2",role="db",scope="idle"', "1x30"),
             _series(
                 "patroni_xlog_received_location",
-                'job="patroni",node="x-2",role="db",scope="idle",name="x-2"',
+                'job="patroni",node="x-2",role="db",scope="idle"',
                 "9x30",
             ),
         ],
@@ -475,32 +491,32 @@ CASES: list[dict[str, Any]] = [
         "alert": "PostgresReplicationLag",
         "at": "10m",
         "series": [
-            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB},name="db-1"', "200000000x20"),
-            _series("patroni_replica", f'job="patroni",node="db-1",{DB},name="db-1"', "0x20"),
-            _series("patroni_xlog_replayed_location", f'job="patroni",node="db-1",{DB},name="db-1"', "0x20"),
-            _series("patroni_xlog_location", f'job="patroni",node="db-2",{DB},name="db-2"', "0x20"),
-            _series("patroni_replica", f'job="patroni",node="db-2",{DB},name="db-2"', "1x20"),
+            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB}', "200000000x20"),
+            _series("patroni_replica", f'job="patroni",node="db-1",{DB}', "0x20"),
+            _series("patroni_xlog_replayed_location", f'job="patroni",node="db-1",{DB}', "0x20"),
+            _series("patroni_xlog_location", f'job="patroni",node="db-2",{DB}', "0x20"),
+            _series("patroni_replica", f'job="patroni",node="db-2",{DB}', "1x20"),
             _series(
                 "patroni_xlog_replayed_location",
-                f'job="patroni",node="db-2",{DB},name="db-2"',
+                f'job="patroni",node="db-2",{DB}',
                 "100000000x20",
             ),
         ],
-        "fire": [{"job": "patroni", "node": "db-2", **_labels(DB), "name": "db-2", "severity": "ticket"}],
+        "fire": [{"job": "patroni", "node": "db-2", **_labels(DB), "severity": "ticket"}],
     },
     {
         "name": "replica 10 MB behind (and the leader itself never counts)",
         "alert": "PostgresReplicationLag",
         "at": "10m",
         "series": [
-            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB},name="db-1"', "200000000x20"),
-            _series("patroni_replica", f'job="patroni",node="db-1",{DB},name="db-1"', "0x20"),
-            _series("patroni_xlog_replayed_location", f'job="patroni",node="db-1",{DB},name="db-1"', "0x20"),
-            _series("patroni_xlog_location", f'job="patroni",node="db-2",{DB},name="db-2"', "0x20"),
-            _series("patroni_replica", f'job="patroni",node="db-2",{DB},name="db-2"', "1x20"),
+            _series("patroni_xlog_location", f'job="patroni",node="db-1",{DB}', "200000000x20"),
+            _series("patroni_replica", f'job="patroni",node="db-1",{DB}', "0x20"),
+            _series("patroni_xlog_replayed_location", f'job="patroni",node="db-1",{DB}', "0x20"),
+            _series("patroni_xlog_location", f'job="patroni",node="db-2",{DB}', "0x20"),
+            _series("patroni_replica", f'job="patroni",node="db-2",{DB}', "1x20"),
             _series(
                 "patroni_xlog_replayed_location",
-                f'job="patroni",node="db-2",{DB},name="db-2"',
+                f'job="patroni",node="db-2",{DB}',
                 "190000000x20",
             ),
         ],
