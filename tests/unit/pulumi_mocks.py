@@ -124,7 +124,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._next_ip = 10
-        self._rng = random.Random(0)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         state = dict(args.inputs)
@@ -133,7 +132,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             self._next_ip += 1
         elif args.inputs.get("kind") == GENERATED_SECRET_KIND:
             alphabet = string.ascii_letters + string.digits
-            body = "".join(self._rng.choice(alphabet) for _ in range(int(args.inputs["length"])))
+            # Drawn from the resource's name, not the order of registrations (which varies with the
+            # scheduling of the program's coroutines under load), so two runs of one stack get the
+            # same secrets.
+            rng = random.Random(args.name)
+            body = "".join(rng.choice(alphabet) for _ in range(int(args.inputs["length"])))
             state["value"] = args.inputs.get("prefix", "") + body
         elif args.typ == "openstack:networking/port:Port":
             state["allFixedIps"] = [ip["ipAddress"] for ip in args.inputs.get("fixedIps", [])]
