@@ -1,10 +1,10 @@
 """Converge the roles on the throwaway machines of tests/roles/machines.sh and check idempotency.
 
-    tests/roles/machines.sh up lab-sfu-1=10.78.0.74 ...        (as printed by `--print-machines`)
+    tests/roles/machines.sh up lab-sfu-1=10.79.0.74 ...        (as printed by `--print-machines`)
     .venv/bin/python tests/roles/converge_live.py --livekit-binary /path/to/livekit-server
     tests/roles/machines.sh down
 
-The stack config is the lab's, shifted to 10.78.0.0/24 (bridge vrtest0) so it never collides with
+The stack config is the lab's, shifted to 10.79.0.0/24 (bridge vrtest0) so it never collides with
 the real lab. Secrets and certificates are generated for the run and never written to the repo
 (a copy for manual checks goes to /var/lib/visio-rolestest/run-secrets.json, mode 0600).
 """
@@ -40,8 +40,8 @@ STATE = Path("/var/lib/visio-rolestest")
 def test_config(livekit_version: str = "1.13.11") -> StackConfig:
     raw = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())["config"]
     raw["visio:versions"]["livekit"] = livekit_version  # the version of the binary under test
-    text = yaml.safe_dump(raw).replace("10.77.", "10.78.").replace("visio-lab0", "vrtest0")
-    return parse_stack_config(yaml.safe_load(text), "rolestest (lab shifted to 10.78)")
+    text = yaml.safe_dump(raw).replace("10.77.", "10.79.").replace("visio-lab0", "vrtest0")
+    return parse_stack_config(yaml.safe_load(text), "rolestest (lab shifted to 10.79)")
 
 
 def _name(cn: str) -> x509.Name:

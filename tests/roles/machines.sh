@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Throwaway Debian 12 machines (systemd-nspawn) for converging the roles by hand, apart from the lab:
-# bridge vrtest0, subnet 10.78.0.0/24, dirs under /var/lib/visio-rolestest. Needs root.
+# bridge vrtest0, subnet 10.79.0.0/24, dirs under /var/lib/visio-rolestest. Needs root.
 #   tests/roles/machines.sh up NAME=IP [NAME=IP...]   copy the base, boot the machines, wait for SSH
 #   tests/roles/machines.sh down                      stop them, remove bridge, NAT and machine dirs
 # The debootstrapped base (/var/lib/visio-rolestest/base) is kept between runs.
@@ -9,8 +9,8 @@ set -euo pipefail
 ROOT=/var/lib/visio-rolestest
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BRIDGE=vrtest0
-HOST_IP=10.78.0.1
-SUBNET=10.78.0.0/24
+HOST_IP=10.79.0.1
+SUBNET=10.79.0.0/24
 KEY="$ROOT/id_ed25519"
 NFT_TABLE=visio_rolestest
 
