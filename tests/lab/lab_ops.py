@@ -247,10 +247,19 @@ def bring_back(drill: str, victim: str, record_property: Any, *, check: bool) ->
     short for the tests after it. `check`: fail on them (False while another failure is on its way)."""
     started = time.monotonic()
     rc, _ = lab_up()
-    verify_rc = visio("verify", STACK)[0] if rc == 0 else None
+    verify_rc, verify_output = visio("verify", STACK) if rc == 0 else (None, "")
     figures = {"victim": victim, "back_with_lab_up_s": round(time.monotonic() - started, 1),
                "verify_after": verify_rc == 0}
     drill_figures(drill, figures, record_property)
     if check:
         assert rc == 0, "scripts/lab.sh up did not bring the lab back (see its output above)"
-        assert verify_rc == 0, f"visio verify {STACK} failed after {victim} came back"
+        assert verify_rc == 0, (
+            f"visio verify {STACK} failed after {victim} came back: {failed_checks(verify_output)}"
+        )
+
+
+def failed_checks(pytest_output: str) -> str:
+    """The `FAILED ...` lines of a pytest run's short summary, joined: what the assertion message of a
+    lab test must carry, since CI keeps only the head and tail of a long log."""
+    failed = [line.strip() for line in pytest_output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return "; ".join(failed)[-3000:] or "no FAILED line (see the output above)"

@@ -27,9 +27,24 @@ pytestmark = pytest.mark.labhost
 
 RULES = ROOT / "roles/monitoring/files/rules/visio-alerts.yml"
 ALERT = "TURNNodeDown"
-SCRAPE_AND_EVALUATION_SECONDS = 15 + 15
-"""roles/monitoring's scrape and rule evaluation intervals: a probe failure is seen within one scrape
-and the rule acts on it at its next evaluation."""
+DEFAULTS = ROOT / "roles/monitoring/defaults/main.yml"
+
+
+def _seconds(value: str) -> int:
+    """A Prometheus duration of one unit (`15s`, `2m`, `1h`) in seconds."""
+    match = re.fullmatch(r"(\d+)([smh])", str(value))
+    assert match, value
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _scrape_and_evaluation_seconds(defaults: Path = DEFAULTS) -> int:
+    """roles/monitoring's scrape and rule evaluation intervals added: a probe failure is seen within
+    one scrape and the rule acts on it at its next evaluation."""
+    values = yaml.safe_load(defaults.read_text(encoding="utf-8"))
+    return _seconds(values["monitoring_scrape_interval"]) + _seconds(values["monitoring_evaluation_interval"])
+
+
+SCRAPE_AND_EVALUATION_SECONDS = _scrape_and_evaluation_seconds()
 PROBE_TIMEOUT_SECONDS = 10
 """The blackbox modules' timeout (a TCP connect to a stopped listener is refused at once; TLS too)."""
 
@@ -39,9 +54,7 @@ def _for_seconds(alert: str, rules: Path = RULES) -> int:
     for group in yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]:
         for rule in group["rules"]:
             if rule.get("alert") == alert:
-                value = re.fullmatch(r"(\d+)([smh])", str(rule["for"]))
-                assert value, rule["for"]
-                return int(value.group(1)) * {"s": 1, "m": 60, "h": 3600}[value.group(2)]
+                return _seconds(rule["for"])
     raise AssertionError(f"{alert} is not in {rules}")
 
 
