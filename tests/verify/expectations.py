@@ -10,6 +10,7 @@ files give nothing to "others".
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -633,6 +634,57 @@ def target_problems(
             problems.append(f"{key[0]} on {key[1]}: {seen.get(key, 0)} targets, expected {count}")
     problems += [f"{job} on {node}: not in the inventory" for job, node in sorted(set(seen) - set(expected))]
     return problems
+
+
+def prometheus_time(value: str) -> float:
+    """Seconds since the epoch of one of Prometheus' API timestamps (RFC 3339 with up to nanoseconds,
+    `Z` or an offset; Go's zero time `0001-01-01T00:00:00Z` for never)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", value.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    whole, fraction, zone = match.groups()
+    moment = dt.datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
+
+
+def first_scrapes_since(
+    targets: Iterable[Mapping[str, Any]], since: float, known: Mapping[str, float]
+) -> dict[str, float]:
+    """`known` ({scrape URL: time}) plus the targets whose last scrape is at or after `since` and that
+    `known` lacks: the first scrape of each target seen after `since` (Prometheus' own clock)."""
+    found = dict(known)
+    for target in targets:
+        url = str(target.get("scrapeUrl"))
+        scraped = prometheus_time(str(target.get("lastScrape") or "0001-01-01T00:00:00Z"))
+        if url not in found and scraped >= since:
+            found[url] = scraped
+    return found
+
+
+def stale_for_alerts(
+    targets: Iterable[Mapping[str, Any]],
+    groups: Iterable[Mapping[str, Any]],
+    first_scrapes: Mapping[str, float],
+) -> list[str]:
+    """Why Prometheus' alert states may not yet reflect the stack as it is now, empty once they do:
+    every active target has a scrape in `first_scrapes` (from `first_scrapes_since`), and every rule
+    group was evaluated after the latest of those. An alert read before that can still be firing on a
+    sample taken before a node came back (found on the lab: `SignallingEndpointDown` read as firing
+    after the SFU node it named served again)."""
+    waiting = [
+        f"target {labels.get('job')} on {labels.get('node')} not scraped yet"
+        for t in targets
+        if str(t.get("scrapeUrl")) not in first_scrapes
+        for labels in [t.get("labels") or {}]
+    ]
+    latest = max(first_scrapes.values(), default=None)
+    if waiting or latest is None:
+        return waiting or ["no target scraped yet"]
+    return [
+        f"rule group {group.get('name')} not evaluated since"
+        for group in groups
+        if prometheus_time(str(group.get("lastEvaluation") or "0001-01-01T00:00:00Z")) <= latest
+    ]
 
 
 def firing_alerts(alerts: Iterable[Mapping[str, Any]]) -> list[str]:

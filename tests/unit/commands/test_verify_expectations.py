@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+import pytest
+
 from tests.verify import expectations as ex
 from visio_infra.commands.verify import (
     call_lines,
@@ -579,6 +581,37 @@ def test_target_problems_name_down_missing_and_unknown_targets():
     assert ex.target_problems(up[:2] + up[3:], expected) == ["turn on t1: 1 targets, expected 2"]
     stray = [*up, {"labels": {"job": "node", "node": "old-1"}, "health": "up"}]
     assert ex.target_problems(stray, expected) == ["node on old-1: not in the inventory"]
+
+
+def test_prometheus_timestamps_with_nanoseconds_offsets_and_never():
+    assert ex.prometheus_time("2026-12-02T13:23:39.123456789Z") == 1796217819.123456789
+    assert ex.prometheus_time("2026-12-02T14:23:39+01:00") == 1796217819.0
+    assert ex.prometheus_time("0001-01-01T00:00:00Z") < 0
+    with pytest.raises(ValueError, match="RFC 3339"):
+        ex.prometheus_time("yesterday")
+
+
+def _target(url: str, scraped: str) -> dict:
+    return {"scrapeUrl": url, "lastScrape": scraped, "labels": {"job": url[:4], "node": "n1"}}
+
+
+def test_alerts_are_read_only_once_every_target_was_scraped_anew_and_every_group_evaluated_after():
+    since = ex.prometheus_time("2026-12-02T13:00:00Z")
+    before = [_target("http://a", "2026-12-02T12:59:55Z"), _target("http://b", "2026-12-02T13:00:03Z")]
+    first = ex.first_scrapes_since(before, since, {})
+    assert set(first) == {"http://b"}
+    groups = [{"name": "visio-sfu", "lastEvaluation": "2026-12-02T13:00:10Z"}]
+    assert ex.stale_for_alerts(before, groups, first) == ["target http on n1 not scraped yet"]
+
+    later = [_target("http://a", "2026-12-02T13:00:12Z"), _target("http://b", "2026-12-02T13:00:18Z")]
+    first = ex.first_scrapes_since(later, since, first)
+    assert first["http://b"] == ex.prometheus_time("2026-12-02T13:00:03Z")  # the first one is kept
+    # A group evaluated before a's first fresh scrape still holds a's old sample.
+    assert ex.stale_for_alerts(later, groups, first) == ["rule group visio-sfu not evaluated since"]
+    # Evaluated after a's first fresh scrape: b scraped again since does not matter.
+    groups = [{"name": "visio-sfu", "lastEvaluation": "2026-12-02T13:00:15Z"}]
+    assert ex.stale_for_alerts(later, groups, first) == []
+    assert ex.stale_for_alerts([], groups, {}) == ["no target scraped yet"]
 
 
 def test_firing_alerts_ignore_pending_ones():
