@@ -40,9 +40,20 @@ the alert would report the host's other work (builds, the OpenStack tests) as SF
 itself is tested by `promtool test rules`."""
 
 
+DISK_FILLING_FREE_FRACTION = 0.25
+"""DiskFillingSoon looks at a filesystem whose free space is below a quarter of it."""
+LAB_DISK_FILLING_FREE_FRACTION = 0.0
+"""The lab's: never. Its machines' filesystems are the host's (one directory each), so the forecast
+would follow the host's other work: a CI machine's builds and test clouds filled it steadily for an
+hour and the alert fired on a healthy lab. DiskAlmostFull (under 10 % free) stays on."""
+
+
 def alert_thresholds(config: StackConfig) -> dict[str, float | int]:
     """The monitoring role's sizing variables for this stack."""
     return {
+        "monitoring_disk_filling_free_fraction": (
+            LAB_DISK_FILLING_FREE_FRACTION if config.is_lab else DISK_FILLING_FREE_FRACTION
+        ),
         "monitoring_sfu_cpu_target": (
             LAB_CPU_TARGET if config.is_lab else config.sizing.coefficients.target_cpu_utilisation
         ),

@@ -38,3 +38,10 @@ def test_the_lab_never_raises_the_cpu_alert_its_shared_cores_would_fake():
     lab = load_stack_file(stack_file("lab"))
     assert alert_thresholds(lab)["monitoring_sfu_cpu_target"] == 1.0  # busy fraction never above 1
     assert lab.sizing.coefficients.target_cpu_utilisation < 1.0  # while the sizing keeps its own
+
+
+def test_the_lab_never_forecasts_a_full_disk_its_host_fills():
+    from visio_infra.model.stack_file import load_stack_file, stack_file
+
+    assert alert_thresholds(load_stack_file(stack_file("lab")))["monitoring_disk_filling_free_fraction"] == 0
+    assert alert_thresholds(sample_config())["monitoring_disk_filling_free_fraction"] == 0.25

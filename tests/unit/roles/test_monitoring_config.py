@@ -159,6 +159,9 @@ def test_thresholds_are_the_stacks_sizing(tmp_path: Path, ca_file: Path) -> None
     assert recorded == {
         "visio:sfu_cpu_target": f"vector({float(expected['monitoring_sfu_cpu_target'])})",
         "visio:sfu_participants_per_node": f"vector({expected['monitoring_sfu_participants_per_node']})",
+        "visio:disk_filling_free_fraction": (
+            f"vector({float(expected['monitoring_disk_filling_free_fraction'])})"
+        ),
     }
 
 

@@ -782,6 +782,7 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         inventory_for(config),
         monitoring_sfu_cpu_target=0.7,
         monitoring_sfu_participants_per_node=100,
+        monitoring_disk_filling_free_fraction=0.25,
     )
     (directory / "visio-thresholds.yml").write_text(thresholds, encoding="utf-8")
     return directory
