@@ -37,6 +37,10 @@ SCREENSHOT = ROOT / "reports" / "dashboard-unit.png"
 DAY = 86400.0
 HISTORY = 65 * 60
 """Seconds of history backfilled before the fake targets start (`Served.t0`)."""
+SCRAPE_SECONDS = 5
+"""This test's scrape interval, and so its scrape timeout: long enough for the fake targets to answer
+on a loaded machine. A scrape that times out marks every series of its target stale, and the page
+shows "no value" (seen with 1 s while the lab was converging on the same cores)."""
 
 SFU = ("lab-sfu-1", "lab-sfu-2")
 TURN = "lab-turn-1"
@@ -171,11 +175,11 @@ class Served:
         return "\n".join(lines) + "\n"
 
     def history_times(self) -> list[int]:
-        """When the backfilled samples are: every 15 s, and every second (as the live scrapes of this
-        test) over the last 6 minutes, so the [2m] and [5m] rates of the page see one interval, as
-        on a real Prometheus (rate() extrapolates by the average interval)."""
+        """When the backfilled samples are: every 15 s, and every SCRAPE_SECONDS (as the live scrapes
+        of this test) over the last 6 minutes, so the [2m] and [5m] rates of the page see one
+        interval, as on a real Prometheus (rate() extrapolates by the average interval)."""
         start, fine = int(self.t0) - HISTORY, int(self.t0) - 360
-        return [*range(start, fine, 15), *range(fine, int(self.t0))]
+        return [*range(start, fine, 15), *range(fine, int(self.t0), SCRAPE_SECONDS)]
 
     def history(self, address: str) -> str:
         """The hour before t0 as OpenMetrics for `promtool tsdb create-blocks-from openmetrics`,
@@ -333,7 +337,7 @@ def prometheus(served: tuple[Served, str], tmp_path_factory: pytest.TempPathFact
         jobs.setdefault(key[0], []).append({"targets": [address], "labels": labels})
     port = _free_port()
     config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": f"{SCRAPE_SECONDS}s"},
         "rule_files": [str(work / "visio-alerts.yml")],
         "scrape_configs": [
             {
@@ -364,7 +368,7 @@ def prometheus(served: tuple[Served, str], tmp_path_factory: pytest.TempPathFact
     base = f"http://127.0.0.1:{port}"
     try:
         # A few scrapes of every target, rates over several samples, and the rules evaluated.
-        _wait_for(base, f"count(count_over_time(up[1m]) >= 5) >= {len(state.labels) + 1}")
+        _wait_for(base, f"count(count_over_time(up[1m]) >= 5) >= {len(state.labels) + 1}", 120)
         _wait_for(base, 'ALERTS{alertname="NodeDraining",alertstate="firing"}')
         yield base
     finally:
