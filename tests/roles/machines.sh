@@ -4,6 +4,8 @@
 #   tests/roles/machines.sh up NAME=IP [NAME=IP...]   copy the base, boot the machines, wait for SSH
 #   tests/roles/machines.sh down                      stop them, remove bridge, NAT and machine dirs
 # The debootstrapped base (/var/lib/visio-rolestest/base) is kept between runs.
+# Several users of one host: `flock -o /var/lock/visio-rolestest.lock tests/roles/machines.sh ...`
+# (-o: without it the machines inherit the lock's descriptor and hold it until they stop).
 set -euo pipefail
 
 ROOT=/var/lib/visio-rolestest
@@ -26,7 +28,7 @@ base() {
     'from visio_infra.model.apt_sources import host_mirrors; print(host_mirrors().package)') \
     || die "no Debian mirror in this host's apt sources"
   debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates \
+    --include=systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,iproute2,ca-certificates \
     bookworm "$ROOT/base.tmp" "$mirror"
   mv "$ROOT/base.tmp" "$ROOT/base"
 }
