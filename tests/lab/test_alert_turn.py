@@ -9,7 +9,6 @@ would want to know about their paging: seconds from the outage to firing, and to
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import time
 import urllib.request
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.lab.lab_ops import ROOT, STACK, ssh
+from tests.verify.expectations import duration_seconds
 from visio_infra.commands.verify import fetch_outputs
 from visio_infra.model.security_rules import PROMETHEUS_PORT
 
@@ -30,18 +30,13 @@ ALERT = "TURNNodeDown"
 DEFAULTS = ROOT / "roles/monitoring/defaults/main.yml"
 
 
-def _seconds(value: str) -> int:
-    """A Prometheus duration of one unit (`15s`, `2m`, `1h`) in seconds."""
-    match = re.fullmatch(r"(\d+)([smh])", str(value))
-    assert match, value
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
 def _scrape_and_evaluation_seconds(defaults: Path = DEFAULTS) -> int:
     """roles/monitoring's scrape and rule evaluation intervals added: a probe failure is seen within
     one scrape and the rule acts on it at its next evaluation."""
     values = yaml.safe_load(defaults.read_text(encoding="utf-8"))
-    return _seconds(values["monitoring_scrape_interval"]) + _seconds(values["monitoring_evaluation_interval"])
+    return duration_seconds(values["monitoring_scrape_interval"]) + duration_seconds(
+        values["monitoring_evaluation_interval"]
+    )
 
 
 SCRAPE_AND_EVALUATION_SECONDS = _scrape_and_evaluation_seconds()
@@ -54,7 +49,7 @@ def _for_seconds(alert: str, rules: Path = RULES) -> int:
     for group in yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]:
         for rule in group["rules"]:
             if rule.get("alert") == alert:
-                return _seconds(rule["for"])
+                return duration_seconds(rule["for"])
     raise AssertionError(f"{alert} is not in {rules}")
 
 

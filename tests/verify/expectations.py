@@ -636,6 +636,16 @@ def target_problems(
     return problems
 
 
+def duration_seconds(value: str) -> int:
+    """A Prometheus duration (`15s`, `2m`, `3h10m`, `1d`) in seconds, as rule files and the
+    monitoring role's defaults write them."""
+    text = str(value).strip()
+    if not re.fullmatch(r"(\d+[smhd])+", text):
+        raise ValueError(f"not a Prometheus duration: {value!r}")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(int(number) * units[unit] for number, unit in re.findall(r"(\d+)([smhd])", text))
+
+
 def prometheus_time(value: str) -> float:
     """Seconds since the epoch of one of Prometheus' API timestamps (RFC 3339 with up to nanoseconds,
     `Z` or an offset; Go's zero time `0001-01-01T00:00:00Z` for never)."""

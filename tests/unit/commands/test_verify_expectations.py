@@ -583,6 +583,16 @@ def test_target_problems_name_down_missing_and_unknown_targets():
     assert ex.target_problems(stray, expected) == ["node on old-1: not in the inventory"]
 
 
+def test_prometheus_durations_single_and_compound():
+    assert ex.duration_seconds("15s") == 15
+    assert ex.duration_seconds("3h10m") == 3 * 3600 + 600
+    assert ex.duration_seconds("26h15m") == 26 * 3600 + 900
+    assert ex.duration_seconds("1d") == 86400
+    for wrong in ("", "15", "2x", "1.5h"):
+        with pytest.raises(ValueError, match="Prometheus duration"):
+            ex.duration_seconds(wrong)
+
+
 def test_prometheus_timestamps_with_nanoseconds_offsets_and_never():
     assert ex.prometheus_time("2026-12-02T13:23:39.123456789Z") == 1796217819.123456789
     assert ex.prometheus_time("2026-12-02T14:23:39+01:00") == 1796217819.0

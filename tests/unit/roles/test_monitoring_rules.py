@@ -19,6 +19,8 @@ import yaml
 from monitoring_support import RULES, render, run_tool
 from pulumi_mocks import sample_config
 
+from tests.verify.expectations import duration_seconds
+
 # Labels every scraped series carries (prometheus.yml): job, instance, node, role.
 SFU = 'node="sfu-1",role="sfu",instance="10.0.0.1:9100"'
 TURN = 'node="turn-1",role="turn",instance="10.0.0.5:9100"'
@@ -811,11 +813,6 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
     assert {case["alert"] for case in CASES} <= alerts
 
 
-def _hours(duration: str) -> float:
-    parts = dict((unit, float(value)) for value, unit in re.findall(r"(\d+)([hm])", duration))
-    return parts.get("h", 0) + parts.get("m", 0) / 60
-
-
 LONG_CASE_HOURS = 2
 """Cases evaluated this late go to a second file evaluated every LONG_CASE_STEP, not every minute:
 promtool evaluates every rule at every step, and a day at 1-minute steps takes seconds. The two
@@ -836,7 +833,7 @@ def test_rules_fire_when_they_should_and_stay_silent_otherwise(rules_dir: Path) 
             {"exp_labels": labels, "exp_annotations": _expected_annotations(rule, labels)}
             for labels in case["fire"]
         ]
-        files[LONG_CASE_STEP if _hours(case["at"]) >= LONG_CASE_HOURS else "1m"].append(
+        files[LONG_CASE_STEP if duration_seconds(case["at"]) >= LONG_CASE_HOURS * 3600 else "1m"].append(
             {
                 "name": case["name"],
                 "interval": case.get("interval", "1m"),
