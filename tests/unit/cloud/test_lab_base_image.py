@@ -21,17 +21,31 @@ OTHER_MIRRORS = Mirrors(
 class FakeHost:
     """Stands in for debootstrap/chroot: writes a minimal tree, or fails halfway when asked to."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False, fail_upgrade: bool = False):
         self.fail = fail
+        self.fail_upgrade = fail_upgrade
         self.debootstraps = 0
+        self.commands: list[list[str]] = []
+        self.seen_during_upgrade: dict[str, bool] = {}
 
     def __call__(self, cmd, what, **_kwargs):
+        self.commands.append(list(cmd))
+        if "dist-upgrade" in cmd:
+            tree = Path(cmd[1])
+            self.seen_during_upgrade = {
+                "policy-rc.d": (tree / base_image.POLICY_RC).is_file(),
+                "security sources": "-security" in (tree / "etc/apt/sources.list").read_text(),
+            }
+            if self.fail_upgrade:
+                raise LabError(f"{what}: apt-get exited with 100")
         if cmd[0] == "debootstrap":
             self.debootstraps += 1
             tree = Path(cmd[-2])
             (tree / "usr/lib/systemd").mkdir(parents=True)
             (tree / "etc/ssh").mkdir(parents=True)
             (tree / "etc/apt").mkdir(parents=True)
+            (tree / "usr/sbin").mkdir(parents=True)
+            (tree / "proc").mkdir(parents=True)
             (tree / "etc/ssh/ssh_host_ed25519_key").write_text("shared key")
             (tree / "var/log").mkdir(parents=True)
             if self.fail:
@@ -209,3 +223,30 @@ def test_build_seconds_never_makes_a_diff(tmp_path, clock, provider):
     # ...while the recipe still does.
     other = {**_props(tmp_path), "recipe": base_image.recipe(OTHER_MIRRORS)}
     assert provider.diff(created.id, olds, other).replaces == ["recipe"]
+
+
+def test_the_image_is_built_with_its_security_updates_applied(tmp_path, fake):
+    """debootstrap alone leaves the release's packages (a lab node had 25 pending security updates):
+    the image is upgraded from its own sources, security suite included, with no service started in
+    the chroot, and keeps no trace of the build's policy-rc.d or /proc mount."""
+    path, _ = base_image.build(SPEC, tmp_path)
+    upgrade = [cmd for cmd in fake.commands if "dist-upgrade" in cmd]
+    assert len(upgrade) == 1
+    assert upgrade[0][:2] == ["chroot", str(tmp_path / "images" / f".tmp-{path.name}")]
+    assert fake.seen_during_upgrade == {"policy-rc.d": True, "security sources": True}
+    index = fake.commands.index
+    assert index(["chroot", upgrade[0][1], "apt-get", "update"]) < index(upgrade[0])
+    mounted = [cmd for cmd in fake.commands if cmd[0] in ("mount", "umount")]
+    assert [cmd[0] for cmd in mounted] == ["mount", "umount"]
+    assert not (path / base_image.POLICY_RC).exists()
+
+
+def test_a_failed_upgrade_unmounts_proc_and_leaves_no_image(tmp_path):
+    host = FakeHost(fail_upgrade=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(base_image, "run", host)
+        patch.setattr(base_image, "remove_tree", lambda d: __import__("shutil").rmtree(d, ignore_errors=True))
+        with pytest.raises(LabError, match="apt-get exited with 100"):
+            base_image.build(SPEC, tmp_path)
+    assert [cmd[0] for cmd in host.commands if cmd[0] in ("mount", "umount")] == ["mount", "umount"]
+    assert not base_image.is_complete(base_image.image_dir(SPEC, tmp_path))

@@ -53,7 +53,7 @@ PACKAGES = (
 """Packages on top of debootstrap's minbase. No service of a role (PostgreSQL, coturn...) here:
 every machine would run it, and the verification suite checks each role listens only where it should."""
 
-CUSTOMISATION_VERSION = "1"
+CUSTOMISATION_VERSION = "2"
 """Bump when `_customise` changes, so the recipe hash (and the cached image) changes with it."""
 
 MARKER = "visio-lab-image.json"
@@ -110,6 +110,44 @@ def tree_size(directory: Path) -> int:
     return int(result.stdout.split()[0])
 
 
+POLICY_RC = "usr/sbin/policy-rc.d"
+"""Present only while the image is upgraded: tells maintainer scripts not to start services in the chroot."""
+
+
+def _apply_updates(tree: Path) -> None:
+    """Bring the tree up to date with its own sources (the security suite included).
+
+    debootstrap installs the suite's release packages only: a machine copied from it started with
+    about 25 pending security updates, and applying them at every converge (the common role does,
+    BP-028 R61) would cost every machine creation minutes. The image is cached, so this costs once;
+    the common role still applies whatever was published since the image was built."""
+    policy = tree / POLICY_RC
+    policy.write_text("#!/bin/sh\n# Visio lab image build: no service starts in the chroot.\nexit 101\n")
+    policy.chmod(0o755)
+    proc = tree / "proc"
+    run(["mount", "-t", "proc", "proc", str(proc)], "mounting /proc for the base image's upgrade")
+    try:
+        run(["chroot", str(tree), "apt-get", "update"], "updating the base image's package lists")
+        run(
+            [
+                "chroot",
+                str(tree),
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "-y",
+                "-o",
+                "Dpkg::Options::=--force-confold",
+                "dist-upgrade",
+            ],
+            "applying the pending (security) updates to the base image",
+            timeout=1800,
+        )
+    finally:
+        run(["umount", str(proc)], "unmounting the base image's /proc", check=False)
+        policy.unlink(missing_ok=True)
+
+
 def _customise(tree: Path, spec: dict[str, Any]) -> None:
     """Make the debootstrapped tree a good template: no shared identity, networkd on, sshd keys-only."""
     (tree / "etc/apt/sources.list").write_text(
@@ -118,6 +156,7 @@ def _customise(tree: Path, spec: dict[str, Any]) -> None:
         f"deb {spec['security_mirror']} {SUITE}-security main\n",
         encoding="ascii",
     )
+    _apply_updates(tree)
     # Identity is per machine: host keys and machine-id are written when a machine is created.
     for key in (tree / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
