@@ -81,7 +81,8 @@ NET
   fi
   if [ ! -f "$ROOT/run/$name.pid" ] || ! kill -0 "$(cat "$ROOT/run/$name.pid")" 2>/dev/null; then
     mkdir -p "$ROOT/run"
-    setsid nohup systemd-nspawn --boot --register=no --keep-unit --network-bridge="$BRIDGE" \
+    setsid nohup "$REPO/scripts/in-own-cgroup" "rolestest-$name" \
+      systemd-nspawn --boot --register=no --keep-unit --network-bridge="$BRIDGE" \
       -D "$dir" --machine "$name" > "$ROOT/run/$name.log" 2>&1 < /dev/null &
     echo $! > "$ROOT/run/$name.pid"
   fi
@@ -119,6 +120,7 @@ down() {
     # A machine killed before it powered off (LiveKit's long drain timeout) leaves its host-side veth.
     name=$(basename "$pidfile" .pid)
     ip link del "vb-$name" 2>/dev/null || true
+    "$REPO/scripts/in-own-cgroup" --remove "rolestest-$name"
   done
   nft delete table ip "$NFT_TABLE" 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true

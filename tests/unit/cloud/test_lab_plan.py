@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from visio_infra.cloud.lab.plan import (
     host_resolvers,
     hosts_entries,
     hosts_file,
+    in_own_cgroup,
+    machine_cgroup,
     networkd_unit,
     nft_ruleset,
     nft_table,
@@ -138,3 +141,30 @@ def test_disk_needed_counts_image_once():
     fresh = disk_needed(6, image_cached=False, image_bytes=500 * 2**20)
     assert fresh - cached == 500 * 2**20
     assert cached > 6 * 500 * 2**20
+
+
+def test_each_machine_gets_its_own_cgroup():
+    """Machines sharing one cgroup tree broke each other's units (status 219/CGROUP)."""
+    names = {machine_cgroup("lab", n) for n in ("lab-sfu-1", "lab-sfu-2", "lab-redis-1")}
+    names.add(machine_cgroup("interieur", "lab-sfu-1"))
+    assert len(names) == 4
+    assert all(name.startswith("visio-lab/") for name in names)
+
+
+def test_in_own_cgroup_joins_every_hierarchy_then_execs_the_command(tmp_path):
+    """Run for real: files stand in for the hierarchies' cgroup.procs; the PID the shell writes in
+    each is the command's own PID (exec keeps it), so the machine and its recorded PID are one."""
+    dirs = [tmp_path / "systemd/visio-lab/m", tmp_path / "unified/visio-lab/m"]
+    for directory in dirs:
+        directory.mkdir(parents=True)
+    command = in_own_cgroup(dirs, ["sh", "-c", "echo $$"])
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    pid = result.stdout.strip()
+    assert pid.isdigit()
+    assert [(d / "cgroup.procs").read_text().strip() for d in dirs] == [pid, pid]
+
+
+def test_in_own_cgroup_fails_when_a_cgroup_cannot_be_joined(tmp_path):
+    command = in_own_cgroup([tmp_path / "missing"], ["sh", "-c", "echo started"])
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode != 0 and "started" not in result.stdout

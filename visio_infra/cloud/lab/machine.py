@@ -9,6 +9,7 @@ and `delete()` can stop it: poweroff, then SIGKILL after a timeout, then remove 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,10 +33,13 @@ from visio_infra.cloud.lab.host import (
     unmount_below,
 )
 from visio_infra.cloud.lab.plan import (
+    CGROUP_HIERARCHIES,
     LAB_ROOT,
     LabPaths,
     disk_needed,
     hosts_file,
+    in_own_cgroup,
+    machine_cgroup,
     networkd_unit,
     nspawn_command,
     nspawn_machine_name,
@@ -110,12 +114,39 @@ def prepare_tree(props: dict[str, Any], directory: Path) -> str:
     return generate_host_keys(directory)
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def machine_cgroup_dirs(stack: str, name: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    """The machine's own cgroup in each hierarchy the host has mounted (a hybrid host: the named
+    `systemd` and the `unified` ones; a pure v2 host: the one at `root`)."""
+    hierarchies = [root / h for h in CGROUP_HIERARCHIES if (root / h / "cgroup.procs").is_file()]
+    if not hierarchies and (root / "cgroup.controllers").is_file():
+        hierarchies = [root]
+    return [hierarchy / machine_cgroup(stack, name) for hierarchy in hierarchies]
+
+
+def remove_cgroups(directories: list[Path]) -> None:
+    """Remove a stopped machine's cgroups, innermost first (its systemd may leave empty ones behind).
+    A cgroup that still holds a process stays: `rmdir` refuses it, and the next start reuses it."""
+    for top in directories:
+        if not top.is_dir():
+            continue
+        for current, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(Path(w[0]).parts)):
+            with contextlib.suppress(OSError):
+                Path(current).rmdir()
+
+
 def start(paths: LabPaths, name: str, bridge: str, directory: Path) -> int:
-    """Boot the machine in the background, in its own session (it outlives the provider process)."""
+    """Boot the machine in the background, in its own session (it outlives the provider process)
+    and in its own cgroups (see plan.in_own_cgroup: machines must not share one)."""
     paths.run.mkdir(parents=True, exist_ok=True)
+    cgroups = machine_cgroup_dirs(paths.stack, name)
+    for cgroup in cgroups:
+        cgroup.mkdir(parents=True, exist_ok=True)
     with open(paths.console_log(name), "wb") as log:
         process = subprocess.Popen(
-            nspawn_command(paths.stack, name, bridge, directory),
+            in_own_cgroup(cgroups, nspawn_command(paths.stack, name, bridge, directory)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -146,6 +177,7 @@ def stop(paths: LabPaths, name: str, directory: Path) -> None:
         terminate(leftovers, signal.SIGKILL, 5)
     if directory.exists():
         unmount_below(directory)
+    remove_cgroups(machine_cgroup_dirs(paths.stack, name))
 
 
 def destroy(paths: LabPaths, name: str, address: str | None, *, prune_empty: bool = True) -> None:

@@ -225,6 +225,31 @@ def nspawn_command(stack: str, name: str, bridge: str, directory: Path) -> list[
     ]
 
 
+CGROUP_HIERARCHIES = ("systemd", "unified")
+"""The host's cgroup hierarchies systemd tracks units in (under /sys/fs/cgroup): the named v1
+`systemd` one and the v2 `unified` one of a hybrid host. A pure v2 host has its hierarchy at
+/sys/fs/cgroup itself (see `machine_cgroup_dirs`)."""
+
+
+def machine_cgroup(stack: str, name: str) -> str:
+    """The machine's own cgroup, relative to a hierarchy's root."""
+    return f"visio-lab/{nspawn_machine_name(stack, name)}"
+
+
+def in_own_cgroup(cgroup_dirs: list[Path], command: list[str]) -> list[str]:
+    """`command`, run by a shell that first moves itself into each of `cgroup_dirs` (created
+    beforehand), then execs it: the PID stays the command's.
+
+    Why: with no systemd on the host, `systemd-nspawn --keep-unit` nests the container under the
+    cgroup it was started in, the root one for every machine here. Every machine's systemd then
+    shared one tree (`/payload/system.slice/<unit>`): stopping nftables or redis-sentinel on one
+    node removed or killed the same-named unit's cgroup under its siblings, which then failed to
+    start with status 219/CGROUP ("Failed to attach to cgroup ... No such file or directory")."""
+    joins = " ".join(f"'{directory}/cgroup.procs'" for directory in cgroup_dirs)
+    script = f'for procs in {joins}; do echo $$ > "$procs"; done; exec "$@"' if joins else 'exec "$@"'
+    return ["sh", "-ec", script, "visio-lab-machine", *command]
+
+
 IMAGE_BYTES_ESTIMATE = 700 * 2**20
 """Size of the base image (measured ~{measured}); used before it exists."""
 MACHINE_GROWTH_BYTES = 1200 * 2**20
