@@ -228,8 +228,7 @@ bridge_up() {
 boot() {
   local root=$1 dir=$2 name=$3 network=$4 n l i
   mkdir -p "$dir"
-  setsid "$HERE/in-own-cgroup" "openstack-$name" \
-    systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$name" "$network" \
+  setsid systemd-nspawn --quiet --boot --register=no --keep-unit --machine="$name" "$network" \
     --resolv-conf=off --timezone=off --link-journal=no --console=read-only -D "$root" \
     </dev/null >"$dir/console.log" 2>&1 9>&- &
   n=$!
@@ -421,8 +420,6 @@ cmd_down() {
   local t0=$SECONDS was=stopped
   running_leader >/dev/null && was=running
   cleanup
-  "$HERE/in-own-cgroup" --remove "openstack-$OSC_MACHINE"
-  "$HERE/in-own-cgroup" --remove "openstack-$OSC_MACHINE-build"
   rm -f "$CLOUDS"
   [ -d "$D/roots" ] && prune_roots "$(root_digest)"
   if [ "$purge" = 1 ]; then
