@@ -118,9 +118,9 @@ def _apply_updates(tree: Path) -> None:
     """Bring the tree up to date with its own sources (the security suite included).
 
     debootstrap installs the suite's release packages only: a machine copied from it started with
-    about 25 pending security updates, and applying them at every converge (the common role does,
-    BP-028 R61) would cost every machine creation minutes. The image is cached, so this costs once;
-    the common role still applies whatever was published since the image was built."""
+    about 25 pending security updates, left to the nodes' daily unattended-upgrades run. The image is
+    cached, so this costs once per recipe; unattended-upgrades still applies whatever is published
+    after the image was built."""
     policy = tree / POLICY_RC
     policy.write_text("#!/bin/sh\n# Visio lab image build: no service starts in the chroot.\nexit 101\n")
     policy.chmod(0o755)
