@@ -75,6 +75,63 @@ class ParticipantResult:
     video_frames: int = 0
     """Decoded video frames, all remote tracks together, during the steady window."""
     remote_tracks: int = 0
+    media: dict[str, float] = field(default_factory=dict)
+    """WebRTC's own counters for this participant's video at the window's end (media_stats)."""
+
+
+# ------------------------------------------------------------------ WebRTC's view of the video
+
+LIMITATIONS = {0: "none", 1: "cpu", 2: "bandwidth", 3: "other"}
+"""WebRTC's quality-limitation reasons (why an encoder lowers its frame rate or resolution)."""
+
+MEDIA_COUNTERS = (
+    "frames_received", "frames_decoded", "key_frames_decoded", "frames_dropped", "packets_received",
+    "packets_lost", "nacks_sent", "plis_sent", "freezes", "frames_encoded", "key_frames_encoded",
+    "plis_received", "nacks_received",
+)
+
+
+def media_stats(stats: Iterable[Any]) -> dict[str, float]:
+    """One participant's video counters, cumulative since its join, from its WebRTC stats (pure over
+    the SDK's proto objects): what it received and decoded, what it lost and asked again for (NACK,
+    PLI), what its own camera encoder produced and why it held back (`limited_<reason>`: 1 for the
+    reason its encoder reports). When received video is thin, these say where it thinned: frames
+    lost on the way (packets_lost, NACKs, PLIs, few decoded but key frames), or never sent (frames
+    encoded low, limited by CPU or bandwidth)."""
+    out = dict.fromkeys(MEDIA_COUNTERS, 0.0)
+    out["target_bitrate_bps"] = 0.0
+    for item in stats:
+        kind = item.WhichOneof("stats")
+        if kind == "inbound_rtp" and item.inbound_rtp.stream.kind == "video":
+            received, inbound = item.inbound_rtp.received, item.inbound_rtp.inbound
+            out["frames_received"] += inbound.frames_received
+            out["frames_decoded"] += inbound.frames_decoded
+            out["key_frames_decoded"] += inbound.key_frames_decoded
+            out["frames_dropped"] += inbound.frames_dropped
+            out["packets_received"] += received.packets_received
+            out["packets_lost"] += max(received.packets_lost, 0)
+            out["nacks_sent"] += inbound.nack_count
+            out["plis_sent"] += inbound.pli_count
+            out["freezes"] += inbound.freeze_count
+        elif kind == "outbound_rtp" and item.outbound_rtp.stream.kind == "video":
+            outbound = item.outbound_rtp.outbound
+            out["frames_encoded"] += outbound.frames_encoded
+            out["key_frames_encoded"] += outbound.key_frames_encoded
+            out["plis_received"] += outbound.pli_count
+            out["nacks_received"] += outbound.nack_count
+            out["target_bitrate_bps"] += outbound.target_bitrate
+            reason = LIMITATIONS.get(int(outbound.quality_limitation_reason), "other")
+            out[f"limited_{reason}"] = 1.0
+    return out
+
+
+def sum_media(per_participant: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """The participants' media counters added up (`limited_<reason>`: how many encoders report it)."""
+    total: dict[str, float] = {}
+    for media in per_participant:
+        for key, value in media.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
 
 
 # ------------------------------------------------------------------ counters read on an SFU node
@@ -151,6 +208,8 @@ class LoadReport:
     signalling goes through another node than its room's can be counted on both)."""
     model: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    media: dict[str, float] = field(default_factory=dict)
+    """The participants' WebRTC video counters added up (sum_media), cumulative since their joins."""
 
     @property
     def join_success_rate(self) -> float:
@@ -173,6 +232,7 @@ class LoadReport:
             "mbps_in_per_participant": self.mbps_in_per_participant,
             "peak_participants_seen": self.peak_participants_seen,
             "model": self.model,
+            "media": {key: round(value, 1) for key, value in sorted(self.media.items())},
             "errors": self.errors,
         }
 
@@ -215,7 +275,30 @@ def build_report(
         peak_participants_seen=sum(a.participants for a in after),
         model=dict(model),
         errors=[f"{p.identity}: {p.error}" for p in people if p.error],
+        media=sum_media(p.media for p in joined),
     )
+
+
+def render_media(media: Mapping[str, float]) -> list[str]:
+    """WebRTC's side of the video, all participants together (empty when no stats were read)."""
+    if not media:
+        return []
+    m = {key: int(value) for key, value in media.items()}
+    cameras = sum(m.get(f"limited_{reason}", 0) for reason in LIMITATIONS.values())
+    limited = ", ".join(
+        f"{reason} {m[f'limited_{reason}']}" for reason in LIMITATIONS.values() if m.get(f"limited_{reason}")
+    )
+    return [
+        "",
+        "video, WebRTC's counters since the joins (all participants)",
+        f"  received: {m['frames_received']} frames, {m['frames_decoded']} decoded "
+        f"({m['key_frames_decoded']} key frames), {m['frames_dropped']} dropped, {m['freezes']} freezes",
+        f"  network: {m['packets_lost']} packets lost of {m['packets_lost'] + m['packets_received']}, "
+        f"{m['nacks_sent']} NACKs and {m['plis_sent']} PLIs sent",
+        f"  cameras: {m['frames_encoded']} frames encoded ({m['key_frames_encoded']} key frames), "
+        f"{m['plis_received']} PLIs received, encoders limited by: {limited or 'n/a'}"
+        + (f", mean target {media['target_bitrate_bps'] / cameras / 1000:.0f} kbit/s" if cameras else ""),
+    ]
 
 
 def render_report(report: LoadReport) -> str:
@@ -241,5 +324,6 @@ def render_report(report: LoadReport) -> str:
         f"{show(r.mbps_in_per_participant):>12}",
         "model: LiveKit's benchmark at 720p simulcast; measured: 320x240 at 15 fps synthetic video",
     ]
+    lines += render_media(r.media)
     lines += [f"error: {e}" for e in r.errors[:10]]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from visio_infra.model.loadtest import LoadPlan, ParticipantResult
+from visio_infra.model.loadtest import LoadPlan, ParticipantResult, media_stats
 from visio_infra.probes.livekit_call import (
     AUDIO_RATE,
     VIDEO_SIZE,
@@ -44,6 +44,15 @@ class _Participant:
         self.counting = False
         self.tracks: list[asyncio.Task[Any]] = []
         self.started = 0.0
+        self.room: Any = None
+
+    async def read_media(self) -> None:
+        """WebRTC's video counters of this participant (why frames were thin, when they were)."""
+        if self.room is None or not self.result.joined:
+            return
+        with contextlib.suppress(Exception):  # a figure for the report, never a failure of the run
+            stats = await asyncio.wait_for(self.room.get_rtc_stats(), 5)
+            self.result.media = media_stats([*stats.publisher_stats, *stats.subscriber_stats])
 
 
 async def run_load(
@@ -83,6 +92,7 @@ async def run_load(
     async def join(person: _Participant, url: str) -> None:
         room = rtc.Room()
         rtc_rooms.append(room)
+        person.room = room
 
         @room.on("track_subscribed")
         def _on_track(track: Any, _publication: Any, _participant: Any) -> None:
@@ -141,6 +151,7 @@ async def run_load(
             person.counting = False
         window = time.monotonic() - opened
         await on_steady()
+        await asyncio.gather(*(person.read_media() for person in people))
     finally:
         stop.set()
         for room in rtc_rooms:

@@ -104,3 +104,82 @@ def test_report_without_joins_measures_nothing():
     report = build_report(LoadPlan(1, 2, 30), [_person("r", 1, first=None)], [], [], 30.0, {})
     assert report.vcpu_per_participant is None and report.received_fps is None
     assert "n/a" in render_report(report)
+
+
+# ------------------------------------------------------------------ WebRTC's view of the video
+
+
+def _inbound(kind: str, **fields: int):
+    from livekit.rtc._proto import stats_pb2
+
+    item = stats_pb2.RtcStats()
+    item.inbound_rtp.stream.kind = kind
+    for name in ("packets_received", "packets_lost"):
+        if name in fields:
+            setattr(item.inbound_rtp.received, name, fields.pop(name))
+    for name, value in fields.items():
+        setattr(item.inbound_rtp.inbound, name, value)
+    return item
+
+
+def _outbound(kind: str, reason: int, **fields: float):
+    from livekit.rtc._proto import stats_pb2
+
+    item = stats_pb2.RtcStats()
+    item.outbound_rtp.stream.kind = kind
+    item.outbound_rtp.outbound.quality_limitation_reason = reason
+    for name, value in fields.items():
+        setattr(item.outbound_rtp.outbound, name, value)
+    return item
+
+
+def test_media_stats_add_up_video_only_and_name_the_encoders_limitation():
+    from visio_infra.model.loadtest import media_stats
+
+    stats = [
+        _inbound("video", frames_received=400, frames_decoded=390, key_frames_decoded=2, nack_count=3,
+                 pli_count=1, freeze_count=0, packets_received=900, packets_lost=4),
+        _inbound("video", frames_received=10, frames_decoded=9, key_frames_decoded=9, pli_count=12,
+                 freeze_count=5, packets_received=300, packets_lost=-1),  # RTCP may report negative loss
+        _inbound("audio", packets_received=5000, packets_lost=50),
+        _outbound("video", 1, frames_encoded=420, key_frames_encoded=3, pli_count=13,
+                  target_bitrate=300000.0),
+        _outbound("audio", 0, target_bitrate=32000.0),
+    ]
+    media = media_stats(stats)
+    assert media["frames_received"] == 410 and media["frames_decoded"] == 399
+    assert media["key_frames_decoded"] == 11 and media["plis_sent"] == 13 and media["freezes"] == 5
+    assert media["packets_received"] == 1200 and media["packets_lost"] == 4  # audio and the -1 left out
+    assert media["frames_encoded"] == 420 and media["plis_received"] == 13
+    assert media["target_bitrate_bps"] == 300000.0
+    assert media["limited_cpu"] == 1.0 and "limited_none" not in media
+
+
+def test_thin_video_is_explained_in_the_report():
+    from visio_infra.model.loadtest import sum_media
+
+    plan = LoadPlan(1, 2, 30)
+    people = []
+    for name, reason in (("a", "cpu"), ("b", "none")):
+        person = ParticipantResult("r", name, joined=True, remote_tracks=1, video_frames=15)
+        person.media = {"frames_received": 20, "frames_decoded": 15, "key_frames_decoded": 15,
+                        "frames_dropped": 0, "packets_received": 100, "packets_lost": 30,
+                        "nacks_sent": 40, "plis_sent": 15, "freezes": 14, "frames_encoded": 450,
+                        "key_frames_encoded": 15, "plis_received": 15, "nacks_received": 40,
+                        "target_bitrate_bps": 100000.0, f"limited_{reason}": 1.0}
+        people.append(person)
+    counters = [SfuCounters(1.0, 0.0, 0.0, 0)]
+    report = build_report(plan, people, counters, counters, 30.0, {})
+    assert report.media == sum_media(p.media for p in people)
+    assert report.as_dict()["media"]["plis_sent"] == 30
+    text = render_report(report)
+    assert "received: 40 frames, 30 decoded (30 key frames), 0 dropped, 28 freezes" in text
+    assert "network: 60 packets lost of 260, 80 NACKs and 30 PLIs sent" in text
+    assert "encoders limited by: none 1, cpu 1, mean target 100 kbit/s" in text
+
+
+def test_no_media_section_without_stats():
+    plan = LoadPlan(1, 2, 30)
+    counters = [SfuCounters(1.0, 0.0, 0.0, 0)]
+    people = [ParticipantResult("r", "a", joined=True)]
+    assert "WebRTC's counters" not in render_report(build_report(plan, people, counters, counters, 30.0, {}))
