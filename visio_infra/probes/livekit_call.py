@@ -134,6 +134,14 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext:
 
 AUDIO_TONE_HZ = 400
 """A whole number of periods per 10 ms frame, so one precomputed frame repeats seamlessly."""
+AUDIO_CHUNK_MS = 100
+"""Audio is handed to the SDK 100 ms at a time (its source queues up to 1 s): ten calls a second per
+participant, not a hundred. Each call is a round trip through the SDK's FFI and the event loop; with
+6 participants in one process and 10 ms chunks, a contended CPU starved the camera loop (measured on
+the lab with the host's two cores busy: 3.5 frames per second sent for 15)."""
+AUDIO_BACKLOG_CHUNKS = 5
+"""A producer later than this many audio chunks drops the older ones (a real microphone does the
+same) rather than queueing seconds of audio behind a stalled loop."""
 
 
 class SyntheticMedia:
@@ -154,8 +162,9 @@ class SyntheticMedia:
         samples = AUDIO_RATE * AUDIO_FRAME_MS // 1000
         tone = (math.sin(2 * math.pi * AUDIO_TONE_HZ * i / AUDIO_RATE) for i in range(samples))
         pcm = array("h", (int(8000 * value) for value in tone))
-        self.audio = pcm.tobytes()
-        self.samples = samples
+        repeat = AUDIO_CHUNK_MS // AUDIO_FRAME_MS
+        self.audio = pcm.tobytes() * repeat
+        self.samples = samples * repeat
 
     def video_frame(self, rtc: Any, index: int) -> Any:
         width, height = VIDEO_SIZE
@@ -165,20 +174,53 @@ class SyntheticMedia:
         return rtc.AudioFrame(self.audio, AUDIO_RATE, 1, self.samples)
 
 
+@dataclass
+class MediaPacer:
+    """When a synthetic camera and microphone are due, as a real one paces them: the camera at
+    VIDEO_FPS, dropping the frames a late loop missed (never a burst to catch up), the microphone in
+    AUDIO_CHUNK_MS chunks, continuous unless more than AUDIO_BACKLOG_CHUNKS behind. Pure: `now` is
+    seconds since the start."""
+
+    audio_next: int = 0
+    video_next: int = 0
+
+    def audio_chunks(self, now: float) -> int:
+        """How many audio chunks to capture now."""
+        due = math.floor(now * 1000 / AUDIO_CHUNK_MS) + 1 - self.audio_next
+        if due > AUDIO_BACKLOG_CHUNKS:
+            self.audio_next += due - AUDIO_BACKLOG_CHUNKS
+            due = AUDIO_BACKLOG_CHUNKS
+        due = max(due, 0)
+        self.audio_next += due
+        return due
+
+    def video_frame(self, now: float) -> int | None:
+        """The index of the video frame to capture now, or None if none is due."""
+        if self.video_next / VIDEO_FPS > now:
+            return None
+        index = self.video_next
+        self.video_next = max(index + 1, math.floor(now * VIDEO_FPS) + 1)
+        return index
+
+    def sleep(self, now: float) -> float:
+        """Seconds until the next capture is due."""
+        due = min(self.audio_next * AUDIO_CHUNK_MS / 1000, self.video_next / VIDEO_FPS)
+        return max(due - now, 0.0)
+
+
 async def _produce(rtc: Any, video: Any, audio: Any, stop: asyncio.Event) -> None:
     """Feed the sources at real-time pace until told to stop."""
     media = SyntheticMedia()
+    pacer = MediaPacer()
     started = time.monotonic()
-    video_index = audio_index = 0
     while not stop.is_set():
         now = time.monotonic() - started
-        while audio_index * AUDIO_FRAME_MS / 1000 <= now:
+        for _ in range(pacer.audio_chunks(now)):
             await audio.capture_frame(media.audio_frame(rtc))
-            audio_index += 1
-        if video_index / VIDEO_FPS <= now:
-            video.capture_frame(media.video_frame(rtc, video_index))
-            video_index += 1
-        await asyncio.sleep(AUDIO_FRAME_MS / 1000 / 2)
+        index = pacer.video_frame(now)
+        if index is not None:
+            video.capture_frame(media.video_frame(rtc, index))
+        await asyncio.sleep(pacer.sleep(time.monotonic() - started))
 
 
 # --------------------------------------------------------------------------- stats
