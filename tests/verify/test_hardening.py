@@ -1,7 +1,7 @@
 """Hardening measured with the auditors ministries' security teams use (Debian packages): ssh-audit
 on every node against its own sshd and the hardening sysctls in force (always); testssl.sh against
 every TLS listener and Lynis on every node (the part `visio verify <stack> --hardening` adds: a full
-testssl scan takes about 20 s per listener, Lynis 40-55 s per node).
+testssl scan takes about 20 s per listener, Lynis 25-55 s per node).
 """
 
 from __future__ import annotations

@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hardening", action="store_true",
         help="also scan every TLS listener with testssl.sh (about 20 s per listener) and audit every node "
-        "with Lynis (40-55 s per node)",
+        "with Lynis (25-55 s per node)",
     )
     parser.add_argument(
         "--outputs-file", type=Path, help="stack outputs JSON instead of asking pulumi (must be mode 0600)"
