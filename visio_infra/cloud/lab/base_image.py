@@ -56,7 +56,6 @@ PACKAGES = (
     "libpam-pwquality",
     "debsums",
     "apt-listchanges",
-    "apt-show-versions",
 )
 """Packages on top of debootstrap's minbase. No service of a role (PostgreSQL, coturn...) here:
 every machine would run it, and the verification suite checks each role listens only where it should."""
