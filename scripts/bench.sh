@@ -107,6 +107,18 @@ if [ -s reports/phases.tsv ]; then
 else
   row "(none yet: run make test)" ""
 fi
+# Lynis on every node in the last verify run that ran it (`visio verify <stack> --hardening`, as CI's
+# first verify of the lab does): one line per node (hardening index against its target, warnings).
+lynis_run=$(ls -td reports/verify-*/ 2>/dev/null | while read -r dir; do
+  compgen -G "${dir}lynis-*.json" >/dev/null && { echo "$dir"; break; }; done || true)
+if [ -n "$lynis_run" ]; then
+  echo "Lynis per node, last hardening verify ($lynis_run)"
+  python -c 'import sys; from pathlib import Path
+from visio_infra.commands.verify import lynis_lines, read_lynis_reports
+for line in lynis_lines(read_lynis_reports(Path(sys.argv[1]))): print("  " + line)' "$lynis_run"
+else
+  echo "Lynis per node: no verify run with --hardening in reports/ yet"
+fi
 # Every figure the lab tests recorded in that run (fault drills, rollouts, converges: record_property).
 for xml in reports/lab.xml reports/lab-drills.xml; do
   [ -s "$xml" ] || continue

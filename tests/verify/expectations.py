@@ -11,6 +11,7 @@ files give nothing to "others".
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -705,3 +706,161 @@ def firing_alerts(alerts: Iterable[Mapping[str, Any]]) -> list[str]:
         for a in alerts
         if a.get("state") == "firing"
     )
+
+
+# --------------------------------------------------------------------------- hardening (Lynis)
+
+LYNIS_MIN_HARDENING_INDEX = 80
+"""The hardening index (0-100) Lynis must give every node. Issue 14's target: measured 65 on a Debian 12
+container with main's roles/common, 80 with the hardening of roles/common (docs/hardening.md). What is
+left is explained there: kernel-wide sysctls a container cannot set, no separate /home and /var
+partitions, no remote log host yet, no auditd/AIDE/malware scanner, sshd on port 22 and MaxSessions 4."""
+
+LYNIS_COMMAND = (
+    'f=$(mktemp) && lynis audit system --quick --no-colors --quiet --no-log --report-file "$f" '
+    '>/dev/null 2>&1; rc=$?; cat "$f"; rm -f "$f"; exit $rc'
+)
+"""Lynis on a node, printing its machine-readable report (`key=value` lines) and nothing else. No
+log file is written on the node; the report goes to a temporary file read back at once."""
+
+LYNIS_EXPLAINED_WARNINGS = {
+    "PKGS-7392": (
+        "security updates published and not yet installed: unattended-upgrades installs them daily from "
+        "the security suite (coturn and PostgreSQL by `visio upgrade`, rolling); the pending packages "
+        "are listed with the figures"
+    ),
+}
+"""Lynis warnings a node may show, each with why (docs/hardening.md says the same). Any other warning
+fails the check."""
+
+_LYNIS_ITEM = re.compile(r"^(?P<kind>warning|suggestion)\[\]=(?P<body>.*)$")
+
+
+@dataclass(frozen=True)
+class LynisFinding:
+    test: str
+    """Lynis' test id (PKGS-7392), or LYNIS for its own notes."""
+    text: str
+    details: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.test}: {self.text}" + (f" ({self.details})" if self.details else "")
+
+
+@dataclass(frozen=True)
+class LynisReport:
+    hardening_index: int | None
+    warnings: list[LynisFinding] = field(default_factory=list)
+    suggestions: list[LynisFinding] = field(default_factory=list)
+    vulnerable_packages: list[str] = field(default_factory=list)
+    version: str = ""
+
+
+def lynis_report(text: str) -> LynisReport:
+    """A Lynis report file (`--report-file`: `hardening_index=80`, `warning[]=ID|text|details|solution|`,
+    `suggestion[]=...`, `vulnerable_package[]=name`) as its figures. No index: None."""
+    index: int | None = None
+    warnings: list[LynisFinding] = []
+    suggestions: list[LynisFinding] = []
+    vulnerable: list[str] = []
+    version = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if match := _LYNIS_ITEM.match(line):
+            fields = match["body"].split("|")
+            details = fields[2].strip() if len(fields) > 2 and fields[2].strip() != "-" else ""
+            finding = LynisFinding(fields[0].strip(), fields[1].strip() if len(fields) > 1 else "", details)
+            (warnings if match["kind"] == "warning" else suggestions).append(finding)
+        elif line.startswith("hardening_index="):
+            value = line.partition("=")[2].strip()
+            index = int(value) if value.isdigit() else None
+        elif line.startswith("vulnerable_package[]="):
+            vulnerable.append(line.partition("=")[2].strip())
+        elif line.startswith("lynis_version="):
+            version = line.partition("=")[2].strip()
+    return LynisReport(index, warnings, suggestions, vulnerable, version)
+
+
+def lynis_problems(
+    report: LynisReport,
+    minimum: int = LYNIS_MIN_HARDENING_INDEX,
+    explained: Mapping[str, str] = LYNIS_EXPLAINED_WARNINGS,
+) -> list[str]:
+    """What fails a node: no index (Lynis did not finish), an index under `minimum`, a warning not in
+    `explained`."""
+    problems = []
+    if report.hardening_index is None:
+        problems.append("Lynis gave no hardening index (the audit did not finish)")
+    elif report.hardening_index < minimum:
+        problems.append(f"hardening index {report.hardening_index}, want at least {minimum}")
+    problems += [f"unexplained warning {w}" for w in report.warnings if w.test not in explained]
+    return problems
+
+
+def lynis_figures(node: str, role: str, report: LynisReport, seconds: float) -> dict[str, Any]:
+    """What `visio verify` keeps of a node's Lynis run (reports/verify-<stack>-<time>/lynis-<node>.json)
+    and prints in its summary."""
+    return {
+        "node": node,
+        "role": role,
+        "lynis_version": report.version,
+        "hardening_index": report.hardening_index,
+        "minimum": LYNIS_MIN_HARDENING_INDEX,
+        "warnings": [
+            {"test": w.test, "text": w.text, "explained": w.test in LYNIS_EXPLAINED_WARNINGS}
+            for w in report.warnings
+        ],
+        "suggestions": [{"test": s.test, "text": s.text, "details": s.details} for s in report.suggestions],
+        "vulnerable_packages": report.vulnerable_packages,
+        "seconds": round(seconds, 1),
+    }
+
+
+# --------------------------------------------------------------------------- hardening (sysctl)
+
+
+def sysctl_file_settings(text: str) -> dict[str, str]:
+    """The `key = value` lines of a sysctl.d file, in order (comments and blank lines skipped; a
+    leading `-`, "ignore errors", dropped; values with their whitespace collapsed)."""
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        settings[key.strip().lstrip("-")] = " ".join(value.split())
+    return settings
+
+
+def sysctl_values(text: str) -> dict[str, str]:
+    """`sysctl -a` output as {key: value} (values' whitespace collapsed; interface names with a dot
+    are shown with `/` by sysctl)."""
+    return sysctl_file_settings(text)
+
+
+def sysctl_drift(expected: Mapping[str, Any], actual: Mapping[str, str]) -> list[str]:
+    """Every expected setting not in force: `key is X, want Y`, or `key: no such setting`. A key with
+    `*` (every interface) must match at least one key of `actual`, and every key it matches must hold
+    the value."""
+    problems = []
+    for key, value in expected.items():
+        want = " ".join(str(value).split())
+        keys = [k for k in actual if fnmatch.fnmatchcase(k, key)] if "*" in key else (
+            [key] if key in actual else []
+        )
+        if not keys:
+            problems.append(f"{key}: no such setting")
+        problems += [f"{k} is {actual[k]}, want {want}" for k in keys if actual[k] != want]
+    return problems
+
+
+def sysctl_hardening(facts: Mapping[str, Any], in_container: bool) -> dict[str, dict[str, str]]:
+    """The hardening sysctl files roles/common writes on a node, {path: {key: value}}: the network
+    one everywhere, the kernel-wide one on a VM only (a container shares its host's kernel)."""
+    files = {str(facts["common_sysctl_netns_file"]): dict(facts["common_sysctl_netns"])}
+    if not in_container:
+        files[str(facts["common_sysctl_kernel_file"])] = dict(facts["common_sysctl_kernel"])
+    return {
+        path: {str(key): " ".join(str(value).split()) for key, value in values.items()}
+        for path, values in files.items()
+    }

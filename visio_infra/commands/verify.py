@@ -10,7 +10,8 @@ and call reports the run wrote.
 
     visio verify lab
     visio verify lab -k "turn or redis" --junit reports/verify-lab.xml
-    visio verify lab --hardening     # also testssl.sh on every TLS listener (ssh-audit always runs)
+    visio verify lab --hardening     # also testssl.sh on every TLS listener and Lynis on every node
+                                     # (ssh-audit always runs)
     visio verify interieur --outputs-file outputs.json   # outputs fetched beforehand (CI artefact)
 """
 
@@ -153,8 +154,9 @@ def mask_reports(paths: Iterable[Path], secrets: Iterable[str]) -> list[Path]:
 
 
 def run_report_files(junit: Path, report_dir: Path) -> list[Path]:
-    """The files a run writes: its JUnit XML and the call reports of tests/verify/test_call.py."""
-    return [junit, *sorted(report_dir.glob("call-*.json"))]
+    """The files a run writes: its JUnit XML, the call reports of tests/verify/test_call.py and the
+    Lynis figures of tests/verify/test_hardening.py."""
+    return [junit, *sorted(report_dir.glob("call-*.json")), *sorted(report_dir.glob("lynis-*.json"))]
 
 
 # --------------------------------------------------------------------------- summary
@@ -221,10 +223,13 @@ def find_host(params: str, role_of: Mapping[str, str]) -> str:
 
 
 def render_summary(
-    results: Mapping[tuple[str, str], HostResult], elapsed: float, calls: Iterable[str] = ()
+    results: Mapping[tuple[str, str], HostResult],
+    elapsed: float,
+    calls: Iterable[str] = (),
+    lynis: Iterable[str] = (),
 ) -> str:
     """The summary printed at the end of a run: one line per (role, host) and its failed checks, then
-    the `calls` lines (see call_lines), then the verdict."""
+    the `calls` lines (see call_lines), the `lynis` lines (see lynis_lines), then the verdict."""
     lines = ["", "Verification summary", "=" * 20]
     total_failed = 0
     for (role, host), result in sorted(results.items()):
@@ -240,6 +245,9 @@ def render_summary(
     call_summary = list(calls)
     if call_summary:
         lines += ["", "Calls", *call_summary]
+    lynis_summary = list(lynis)
+    if lynis_summary:
+        lines += ["", "Lynis (hardening index, warnings, suggestions)", *lynis_summary]
     checks = sum(len(r.passed) + len(r.failed) for r in results.values())
     verdict = "all checks passed" if not total_failed else f"{total_failed} check(s) FAILED"
     hosts = len({h for _, h in results if h not in ("-", ALL_HOSTS)})
@@ -306,6 +314,54 @@ def read_call_reports(report_dir: Path) -> list[tuple[str, dict[str, Any]]]:
         node = stem.removesuffix(suffix) if mode and stem.endswith(suffix) else stem.rpartition("-")[0]
         calls.append((node or stem, report))
     return calls
+
+
+# --------------------------------------------------------------------------- Lynis
+
+
+def read_lynis_reports(report_dir: Path) -> list[dict[str, Any]]:
+    """The Lynis figures of a run (`lynis-<node>.json`, written by tests/verify/test_hardening.py), by
+    node. A file that is not a JSON object becomes a figure without an index, saying so."""
+    figures: list[dict[str, Any]] = []
+    for path in sorted(report_dir.glob("lynis-*.json")):
+        node = path.stem.removeprefix("lynis-")
+        try:
+            figure = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            figure = f"unreadable Lynis report {path.name}: {exc}"
+        if not isinstance(figure, dict):
+            problem = figure if isinstance(figure, str) else f"Lynis report {path.name} is not a JSON object"
+            figure = {"node": node, "hardening_index": None, "error": problem}
+        figures.append({"node": node, **figure})
+    return figures
+
+
+def lynis_lines(figures: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One line per node: hardening index against its minimum, each warning (explained or not, with the
+    number of packages pending for PKGS-7392), the number of suggestions, Lynis' run time."""
+    lines = []
+    for figure in sorted(figures, key=lambda f: str(f.get("node", ""))):
+        index, minimum = figure.get("hardening_index"), figure.get("minimum")
+        if not isinstance(index, int):
+            problem = figure.get("error") or "Lynis did not finish"
+            lines.append(f"{figure.get('node', '?'):<16} no index: {problem}")
+            continue
+        verdict = "" if not isinstance(minimum, int) else (
+            f" (>= {minimum}: {'met' if index >= minimum else 'MISSED'})"
+        )
+        warnings = []
+        for warning in figure.get("warnings") or []:
+            test = str(warning.get("test", "?"))
+            if test == "PKGS-7392" and figure.get("vulnerable_packages"):
+                test += f" ({len(figure['vulnerable_packages'])} packages with a pending security update)"
+            warnings.append(test + (", explained" if warning.get("explained") else ", UNEXPLAINED"))
+        seconds = figure.get("seconds")
+        lines.append(
+            f"{figure.get('node', '?'):<16} {figure.get('role', '')!s:<10} index {index}{verdict}; "
+            f"warnings: {'; '.join(warnings) or 'none'}; {len(figure.get('suggestions') or [])} suggestions"
+            + (f"; {seconds} s" if isinstance(seconds, int | float) else "")
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- running
@@ -391,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--workers", type=int, default=6, help="parallel pytest workers (default 6)")
     parser.add_argument(
         "--hardening", action="store_true",
-        help="also scan every TLS listener with testssl.sh (about 20 s per listener)",
+        help="also scan every TLS listener with testssl.sh (about 20 s per listener) and audit every node "
+        "with Lynis (25-55 s per node)",
     )
     parser.add_argument(
         "--outputs-file", type=Path, help="stack outputs JSON instead of asking pulumi (must be mode 0600)"
@@ -427,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     if junit.exists():
         # Built from the files masked above only, so the summary needs no masking of its own.
         results = summarise(junit, outputs["inventory"])
-        print(render_summary(results, elapsed, call_lines(read_call_reports(report_dir))))
+        lynis = read_lynis_reports(report_dir)
+        print(render_summary(results, elapsed, call_lines(read_call_reports(report_dir)), lynis_lines(lynis)))
         summary = {
             "stack": args.stack,
             "seconds": round(elapsed, 1),
@@ -435,6 +493,14 @@ def main(argv: list[str] | None = None) -> int:
             "hosts": {
                 f"{role}/{host}": {"passed": len(r.passed), "failed": [n for n, _ in r.failed]}
                 for (role, host), r in results.items()
+            },
+            "lynis": {
+                str(f["node"]): {
+                    "hardening_index": f.get("hardening_index"),
+                    "warnings": [w.get("test") for w in f.get("warnings") or []],
+                    "suggestions": len(f.get("suggestions") or []),
+                }
+                for f in lynis
             },
         }
         (report_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

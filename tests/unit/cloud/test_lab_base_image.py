@@ -89,6 +89,24 @@ def test_recipe_hash_changes_with_the_recipe():
     assert not {"postgresql", "coturn", "redis-server", "nginx"} & set(SPEC["packages"])
 
 
+def test_the_image_carries_every_package_roles_common_installs():
+    """roles/common's one install task finds its packages installed on a lab node (no download at each
+    machine's converge); a package added to the role and not to the image fails here."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[3]
+    defaults = yaml.safe_load((root / "roles/common/defaults/main.yml").read_text(encoding="utf-8"))
+    task = next(
+        t for t in yaml.safe_load((root / "roles/common/tasks/apt.yml").read_text(encoding="utf-8"))
+        if t["name"] == "Install the baseline, audit and hardening packages"
+    )
+    baseline = yaml.safe_load(task["ansible.builtin.apt"]["name"].split("+")[0].strip(" {"))
+    wanted = {*baseline, *defaults["common_audit_packages"], *defaults["common_hardening_packages"]}
+    assert {"lynis", "ssh-audit", "libpam-tmpdir"} <= wanted
+    assert wanted <= set(SPEC["packages"]), sorted(wanted - set(SPEC["packages"]))
+    assert not set(defaults["common_absent_packages"]) & set(SPEC["packages"])
+
+
 def test_built_once_then_cached(tmp_path, fake):
     path, _ = base_image.build(SPEC, tmp_path)
     assert path == tmp_path / "images" / base_image.recipe_hash(SPEC)

@@ -17,10 +17,12 @@ from visio_infra.commands.verify import (
     call_lines,
     encoded_forms,
     find_host,
+    lynis_lines,
     mask,
     mask_file,
     mask_reports,
     read_call_reports,
+    read_lynis_reports,
     render_summary,
     run_report_files,
     secret_values,
@@ -661,3 +663,179 @@ def test_metrics_problems_reads_values_with_and_without_labels():
         "redis_up is [0.0], want 1",
         "no visio_turn_allocations",
     ]
+
+
+# --------------------------------------------------------------------------- Lynis and sysctl
+
+ROOT = Path(__file__).resolve().parents[3]
+
+LYNIS_REPORT = "\n".join((
+    # Lines of a real report (lynis 3.0.8 on a Debian 12 node), long ones split where they are.
+    '# Lynis Report',
+    'report_version_major=1',
+    'report_version_minor=0',
+    'report_datetime_start=2026-12-03 06:16:13',
+    'lynis_version=3.0.8',
+    'os=Linux',
+    'hostname=lab-redis-1',
+    'suggestion[]=LYNIS|This release is more than 4 months old. Check the website or GitHub to see'
+    ' if there is an update available.|-|-|',
+    'suggestion[]=DEB-0810|Install apt-listbugs to display a list of critical bugs prior to each'
+    ' APT installation.|-|-|',
+    "suggestion[]=BOOT-5264|Consider hardening system services|Run '/usr/bin/systemd-analyze"
+    " security SERVICE' for each service|-|",
+    'warning[]=PKGS-7392|Found one or more vulnerable packages.|-|-|',
+    'suggestion[]=PKGS-7392|Update your system with apt-get update, apt-get upgrade, apt-get'
+    ' dist-upgrade and/or unattended-upgrades|-|-|',
+    'vulnerable_package[]=libssl3',
+    'vulnerable_package[]=openssl',
+    'suggestion[]=SSH-7408|Consider hardening SSH configuration|MaxSessions (set 4 to 2)|-|',
+    'details[]=SSH-7408|sshd|desc:sshd option MaxSessions;field:MaxSessions;prefval:2;value:4;|',
+    'suggestion[]=KRNL-6000|One or more sysctl values differ from the scan profile and could be'
+    ' tweaked||Change sysctl value or disable test (skip-test=KRNL-6000:<sysctl-key>)|',
+    'hardening_index=80',
+    'tests_executed=HRDN-7231|HRDN-7230|',
+    '',
+)) + "\n"
+
+
+def test_lynis_report_reads_index_warnings_suggestions_and_pending_packages():
+    report = ex.lynis_report(LYNIS_REPORT)
+    assert report.hardening_index == 80 and report.version == "3.0.8"
+    assert [str(w) for w in report.warnings] == ["PKGS-7392: Found one or more vulnerable packages."]
+    assert [s.test for s in report.suggestions] == [
+        "LYNIS", "DEB-0810", "BOOT-5264", "PKGS-7392", "SSH-7408", "KRNL-6000"
+    ]
+    assert report.suggestions[4].details == "MaxSessions (set 4 to 2)"
+    assert report.suggestions[1].details == ""  # "-" is Lynis' "nothing"
+    assert report.vulnerable_packages == ["libssl3", "openssl"]
+    assert ex.lynis_report("").hardening_index is None
+    assert ex.lynis_report("hardening_index=\n").hardening_index is None
+
+
+def test_lynis_problems_index_below_minimum_and_unexplained_warnings_fail():
+    report = ex.lynis_report(LYNIS_REPORT)
+    assert ex.lynis_problems(report) == []  # 80 >= 80, PKGS-7392 explained
+    assert ex.lynis_problems(report, minimum=81) == ["hardening index 80, want at least 81"]
+    assert ex.lynis_problems(report, explained={}) == [
+        "unexplained warning PKGS-7392: Found one or more vulnerable packages."
+    ]
+    other = LYNIS_REPORT + "warning[]=SSH-7412|sshd runs with an unknown option|-|-|\n"
+    assert ex.lynis_problems(ex.lynis_report(other)) == [
+        "unexplained warning SSH-7412: sshd runs with an unknown option"
+    ]
+    assert ex.lynis_problems(ex.lynis_report("warning[]=X|y|-|-|")) == [
+        "Lynis gave no hardening index (the audit did not finish)", "unexplained warning X: y"
+    ]
+
+
+def test_every_explained_lynis_warning_is_explained_in_the_docs():
+    docs = (ROOT / "docs" / "hardening.md").read_text(encoding="utf-8")
+    assert ex.LYNIS_EXPLAINED_WARNINGS
+    for test in ex.LYNIS_EXPLAINED_WARNINGS:
+        assert test in docs, f"{test} is accepted by tests/verify/expectations.py, not explained in the docs"
+    assert str(ex.LYNIS_MIN_HARDENING_INDEX) in docs
+
+
+def test_lynis_figures_lines_and_summary(tmp_path: Path):
+    report = ex.lynis_report(LYNIS_REPORT)
+    figures = ex.lynis_figures("lab-redis-1", "redis", report, 41.04)
+    assert figures["hardening_index"] == 80 and figures["minimum"] == ex.LYNIS_MIN_HARDENING_INDEX
+    assert figures["warnings"] == [
+        {"test": "PKGS-7392", "text": "Found one or more vulnerable packages.", "explained": True}
+    ]
+    (tmp_path / "lynis-lab-redis-1.json").write_text(json.dumps(figures), encoding="utf-8")
+    low = {**figures, "node": "lab-sfu-1", "role": "sfu", "hardening_index": 74, "vulnerable_packages": [],
+           "warnings": [{"test": "FIRE-4512", "text": "x", "explained": False}]}
+    (tmp_path / "lynis-lab-sfu-1.json").write_text(json.dumps(low), encoding="utf-8")
+    (tmp_path / "lynis-lab-db-1.json").write_text("[1]", encoding="utf-8")
+    lines = lynis_lines(read_lynis_reports(tmp_path))
+    assert [line.split()[0] for line in lines] == ["lab-db-1", "lab-redis-1", "lab-sfu-1"]
+    assert "no index" in lines[0] and "not a JSON object" in lines[0]
+    assert lines[1] == (
+        "lab-redis-1      redis      index 80 (>= 80: met); warnings: PKGS-7392 (2 packages with a pending "
+        "security update), explained; 6 suggestions; 41.0 s"
+    )
+    assert "index 74 (>= 80: MISSED)" in lines[2] and "FIRE-4512, UNEXPLAINED" in lines[2]
+    text = render_summary({}, 1.0, [], lines)
+    assert text.index("Lynis") < text.index(lines[1]) < text.index("0 checks")
+    assert "Lynis" not in render_summary({}, 1.0)
+    junit = tmp_path / "j.xml"
+    assert tmp_path / "lynis-lab-sfu-1.json" in run_report_files(junit, tmp_path)
+
+
+SYSCTL_FILE = """# Ansible managed
+# Network hardening, per network namespace (every node, containers included).
+net.ipv4.conf.all.forwarding = 0
+net.ipv4.conf.*.accept_redirects = 0
+; old style comment
+-net.ipv4.tcp_syncookies=1
+net.ipv4.tcp_rmem = 4096\t131072   6291456
+"""
+
+SYSCTL_A = """net.ipv4.conf.all.accept_redirects = 0
+net.ipv4.conf.all.forwarding = 0
+net.ipv4.conf.default.accept_redirects = 0
+net.ipv4.conf.host0.accept_redirects = 1
+net.ipv4.conf.eth0/100.accept_redirects = 0
+net.ipv4.conf.lo.accept_redirects = 0
+net.ipv4.tcp_rmem = 4096\t131072\t6291456
+net.ipv4.tcp_syncookies = 1
+"""
+
+
+def test_sysctl_file_settings_and_values():
+    assert ex.sysctl_file_settings(SYSCTL_FILE) == {
+        "net.ipv4.conf.all.forwarding": "0",
+        "net.ipv4.conf.*.accept_redirects": "0",
+        "net.ipv4.tcp_syncookies": "1",
+        "net.ipv4.tcp_rmem": "4096 131072 6291456",
+    }
+    assert next(iter(ex.sysctl_file_settings(SYSCTL_FILE))) == "net.ipv4.conf.all.forwarding"
+    assert ex.sysctl_values(SYSCTL_A)["net.ipv4.tcp_rmem"] == "4096 131072 6291456"
+
+
+def test_sysctl_drift_names_each_interface_and_missing_settings():
+    expected = ex.sysctl_file_settings(SYSCTL_FILE)
+    actual = ex.sysctl_values(SYSCTL_A)
+    assert ex.sysctl_drift(expected, actual) == ["net.ipv4.conf.host0.accept_redirects is 1, want 0"]
+    actual["net.ipv4.conf.host0.accept_redirects"] = "0"
+    assert ex.sysctl_drift(expected, actual) == []
+    assert ex.sysctl_drift({"kernel.kptr_restrict": 2, "net.ipv6.conf.*.accept_redirects": 0}, actual) == [
+        "kernel.kptr_restrict: no such setting", "net.ipv6.conf.*.accept_redirects: no such setting"
+    ]
+    assert ex.sysctl_drift({"net.ipv4.tcp_syncookies": 2}, actual) == ["net.ipv4.tcp_syncookies is 1, want 2"]
+
+
+def test_sysctl_hardening_splits_the_network_namespace_from_the_kernel():
+    """A container (the lab) can set its own network namespace's keys only: roles/common's network file
+    holds nothing else, and the kernel-wide one is expected on VMs only."""
+    facts = ex.role_facts()
+    vm = ex.sysctl_hardening(facts, in_container=False)
+    container = ex.sysctl_hardening(facts, in_container=True)
+    netns, kernel = facts["common_sysctl_netns_file"], facts["common_sysctl_kernel_file"]
+    assert list(container) == [netns] and list(vm) == [netns, kernel]
+    assert all(re.match(r"^net\.ipv[46]\.", key) for key in vm[netns])
+    assert not any(re.match(r"^net\.ipv[46]\.", key) for key in vm[kernel])
+    assert vm[netns]["net.ipv4.conf.all.forwarding"] == "0"
+    assert vm[netns]["net.ipv4.conf.*.accept_redirects"] == "0"
+    assert vm[kernel]["kernel.kptr_restrict"] == "2" and vm[kernel]["fs.suid_dumpable"] == "0"
+
+
+def test_sysctl_template_writes_forwarding_first_and_what_the_check_reads():
+    """Setting `forwarding` resets accept_redirects: the role's file sets it before anything else,
+    whatever the variable's order, and the verify check parses the file back to the same settings."""
+    import jinja2
+
+    # A sysctl file, not HTML: nothing to escape.
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # noqa: S701
+    template = environment.from_string(
+        (ROOT / "roles/common/templates/sysctl-hardening.conf.j2").read_text(encoding="utf-8")
+    )
+    settings = {"net.ipv4.conf.*.accept_redirects": 0, "net.ipv4.conf.all.forwarding": 0,
+                "net.ipv6.conf.all.forwarding": 0, "net.ipv4.tcp_syncookies": 1}
+    text = template.render(ansible_managed="Ansible managed", common_sysctl_scope="test",
+                           common_sysctl_settings=settings)
+    parsed = ex.sysctl_file_settings(text)
+    assert list(parsed)[:2] == ["net.ipv4.conf.all.forwarding", "net.ipv6.conf.all.forwarding"]
+    assert parsed == {key: str(value) for key, value in settings.items()}

@@ -49,6 +49,13 @@ PACKAGES = (
     "sudo",
     "locales",
     "tzdata",
+    # roles/common's audit tools and hardening packages (its one install task finds them here).
+    "ssh-audit",
+    "lynis",
+    "libpam-tmpdir",
+    "libpam-pwquality",
+    "debsums",
+    "apt-listchanges",
 )
 """Packages on top of debootstrap's minbase. No service of a role (PostgreSQL, coturn...) here:
 every machine would run it, and the verification suite checks each role listens only where it should."""
