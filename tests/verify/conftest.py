@@ -178,7 +178,8 @@ def ca_file(outputs: dict[str, Any], workdir: Path) -> str:
 def ssh_config(inventory: dict[str, Any], workdir: Path) -> str:
     """An ssh_config for every node (visio_infra/hosts/ssh.py): stack key, strict host keys, one
     multiplexed connection per host, and the bastion as ProxyJump in production."""
-    return str(write_ssh_config(inventory.get("connection") or {}, workdir, f"ssh_config.{os.getpid()}"))
+    return str(write_ssh_config(inventory.get("connection") or {}, workdir, f"ssh_config.{os.getpid()}",
+                                control_name=f"cm{os.getpid()}"))
 
 
 def _address(host: dict[str, Any], inventory: dict[str, Any]) -> str:

@@ -14,14 +14,19 @@ from pathlib import Path
 from typing import Any
 
 
-def ssh_config_text(connection: Mapping[str, Any], control_dir: Path) -> str:
-    """The ssh_config for every node of a stack (pure: the caller writes it, mode 0600)."""
+def ssh_config_text(connection: Mapping[str, Any], control_dir: Path, control_name: str = "cm") -> str:
+    """The ssh_config for every node of a stack (pure: the caller writes it, mode 0600).
+
+    `control_name` prefixes the control sockets: processes running commands side by side (verify's
+    workers) each pass their own, so one node's sshd never sees more sessions on one connection than
+    roles/common's MaxSessions allows (a refused session falls back to a new connection, with a line
+    on stderr in the command's output)."""
     lines = [
         "Host *",
         f"  User {connection.get('user', 'root')}",
         "  BatchMode yes",
         "  ControlMaster auto",
-        f"  ControlPath {control_dir}/cm-%C",
+        f"  ControlPath {control_dir}/{control_name}-%C",
         "  ControlPersist 120s",
         "  ConnectTimeout 10",
         "  ServerAliveInterval 10",
@@ -45,10 +50,12 @@ def node_address(host: Mapping[str, Any], connection: Mapping[str, Any]) -> str:
     return str(host["public_ip"])
 
 
-def write_ssh_config(connection: Mapping[str, Any], workdir: Path, name: str) -> Path:
+def write_ssh_config(
+    connection: Mapping[str, Any], workdir: Path, name: str, control_name: str = "cm"
+) -> Path:
     """Write the ssh_config (0600) under `workdir`, which also holds the control sockets."""
     path = workdir / name
-    path.write_text(ssh_config_text(connection, workdir), encoding="ascii")
+    path.write_text(ssh_config_text(connection, workdir, control_name), encoding="ascii")
     path.chmod(0o600)
     return path
 

@@ -31,3 +31,10 @@ def test_written_config_is_private(tmp_path: Path):
     path = write_ssh_config({}, tmp_path, "ssh_config")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "StrictHostKeyChecking accept-new" in path.read_text()
+
+
+def test_each_process_can_have_its_own_control_sockets(tmp_path: Path):
+    """verify's workers each multiplex on their own connection: a node's MaxSessions is never hit."""
+    path = write_ssh_config({}, tmp_path, "ssh_config.41", control_name="cm41")
+    assert f"ControlPath {tmp_path}/cm41-%C" in path.read_text()
+    assert ssh_config_text({}, tmp_path, "cm42") != ssh_config_text({}, tmp_path, "cm41")
