@@ -64,7 +64,7 @@ def test_hardening_lynis(node):
     warning left unexplained. The figures go to the run's report directory (lynis-<node>.json), which
     `visio verify`'s summary and scripts/bench.sh print."""
     started = time.monotonic()
-    result = node.host.run(ex.LYNIS_COMMAND)
+    result = node.host.run(ex.lynis_command(node.role))
     seconds = time.monotonic() - started
     report = ex.lynis_report(result.stdout)
     report_dir = os.environ.get("VISIO_VERIFY_REPORT_DIR")

@@ -77,6 +77,16 @@ def test_password_required_and_livekit_credentials_work_from_sfu_nodes(node, hos
         )
 
 
+def test_dangerous_commands_are_renamed_or_disabled(node):
+    """CONFIG under its own name, FLUSHALL, FLUSHDB, DEBUG and SHUTDOWN are unknown even with the
+    password (roles/redis renames CONFIG for Sentinel only; Lynis' DBS-1886 cannot see it, as it reads
+    redis.conf and not its include: docs/hardening.md)."""
+    for command in ("CONFIG", "FLUSHALL", "FLUSHDB", "DEBUG", "SHUTDOWN"):
+        args = ("CONFIG", "GET", "maxmemory") if command == "CONFIG" else (command,)
+        answer = _cli(node, REDIS_PORT, *args)
+        assert answer.startswith("ERR unknown command"), f"{node}: {command} answered {answer[:120]!r}"
+
+
 @pytest.mark.parametrize("source_role", ["turn", "db"])
 def test_refused_from_nodes_that_are_not_sfu(node, hosts_of, source_role):
     for other in hosts_of(source_role):

@@ -737,6 +737,25 @@ def test_every_explained_lynis_warning_is_explained_in_the_docs():
     assert str(ex.LYNIS_MIN_HARDENING_INDEX) in docs
 
 
+def test_lynis_skips_only_the_tests_explained_for_the_role_in_a_profile_of_its_own():
+    redis = ex.lynis_command("redis")
+    assert '--profile "$p"' in redis and 'rm -f "$f" "$p"' in redis
+    for test in ex.LYNIS_SKIPPED_TESTS["redis"]:
+        assert f"skip-test={test}\\n" in redis
+    sfu = ex.lynis_command("sfu")
+    assert "skip-test" not in sfu and '--report-file "$f"' in sfu
+    figures = ex.lynis_figures("lab-redis-1", "redis", ex.lynis_report(LYNIS_REPORT), 1.0)
+    assert set(figures["skipped_tests"]) == {"DBS-1884", "DBS-1886", "DBS-1888"}
+
+
+def test_every_skipped_lynis_test_is_explained_in_the_docs():
+    docs = (ROOT / "docs" / "hardening.md").read_text(encoding="utf-8")
+    for role, tests in ex.LYNIS_SKIPPED_TESTS.items():
+        for test, why in tests.items():
+            assert test in docs, f"Lynis' {test} is skipped on {role} nodes, not explained in the docs"
+            assert "test_" in why, f"{test}: say which verify check covers it instead"
+
+
 def test_lynis_figures_lines_and_summary(tmp_path: Path):
     report = ex.lynis_report(LYNIS_REPORT)
     figures = ex.lynis_figures("lab-redis-1", "redis", report, 41.04)
