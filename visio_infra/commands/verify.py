@@ -294,20 +294,29 @@ def call_lines(calls: Iterable[tuple[str, Mapping[str, Any]]]) -> list[str]:
     return lines
 
 
+def _json_objects(report_dir: Path, prefix: str, what: str) -> list[tuple[str, dict[str, Any] | str]]:
+    """The `<prefix>-*.json` files of a run's report directory, as (stem without the prefix, object);
+    a file that cannot be read or is not a JSON object gives a sentence saying so instead."""
+    found: list[tuple[str, dict[str, Any] | str]] = []
+    for path in sorted(report_dir.glob(f"{prefix}-*.json")):
+        stem = path.stem.removeprefix(f"{prefix}-")
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            found.append((stem, f"unreadable {what} {path.name}: {exc}"))
+            continue
+        found.append((stem, value if isinstance(value, dict) else f"{what} {path.name} is not a JSON object"))
+    return found
+
+
 def read_call_reports(report_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     """The call reports in a run's report directory, `call-<node>-<mode>.json`, as (node, report).
     A file that is not a JSON object becomes a failed report saying so."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted(report_dir.glob("call-*.json")):
-        stem = path.stem.removeprefix("call-")
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            report = f"unreadable call report {path.name}: {exc}"
-        if not isinstance(report, dict):
-            problem = report if isinstance(report, str) else f"call report {path.name} is not a JSON object"
+    for stem, report in _json_objects(report_dir, "call", "call report"):
+        if isinstance(report, str):
             node, _, mode = stem.rpartition("-")
-            calls.append((node or stem, {"mode": mode, "passed": False, "error": problem}))
+            calls.append((node or stem, {"mode": mode, "passed": False, "error": report}))
             continue
         mode = str(report.get("mode") or "")
         suffix = f"-{mode}"
@@ -323,15 +332,9 @@ def read_lynis_reports(report_dir: Path) -> list[dict[str, Any]]:
     """The Lynis figures of a run (`lynis-<node>.json`, written by tests/verify/test_hardening.py), by
     node. A file that is not a JSON object becomes a figure without an index, saying so."""
     figures: list[dict[str, Any]] = []
-    for path in sorted(report_dir.glob("lynis-*.json")):
-        node = path.stem.removeprefix("lynis-")
-        try:
-            figure = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            figure = f"unreadable Lynis report {path.name}: {exc}"
-        if not isinstance(figure, dict):
-            problem = figure if isinstance(figure, str) else f"Lynis report {path.name} is not a JSON object"
-            figure = {"node": node, "hardening_index": None, "error": problem}
+    for node, figure in _json_objects(report_dir, "lynis", "Lynis report"):
+        if isinstance(figure, str):
+            figure = {"node": node, "hardening_index": None, "error": figure}
         figures.append({"node": node, **figure})
     return figures
 
