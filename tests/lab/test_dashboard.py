@@ -96,7 +96,9 @@ def test_dashboard_shows_the_lab_during_a_meeting() -> None:
     inventory = outputs["inventory"]
     groups = inventory["groups"]
     work = private_dir("visio-dashboard-")
-    with _prometheus(inventory) as base, call_traffic(work, outputs, meeting_seconds=150) as meeting:
+    with _prometheus(inventory) as base, call_traffic(
+        work, outputs, meeting_seconds=150, extra=("--end-on-stop",)
+    ) as meeting:
         url = dashboard_url(base)
         # Prometheus scrapes every 15 s: the meeting's room shows within a scrape or two.
         view, problems = wait_for_panels(

@@ -12,11 +12,15 @@
    once the dead node's stats in Redis are stale (5 s).
 4. Every probe join during the drill must succeed. The probe joins as Meet's clients do (the token
    names the room, the join creates it) through the SFU addresses that answer, as a browser falls
-   back to the next address of a round-robin name. In the first seconds after the cut LiveKit still
-   counts the dead node as available (its stats are under 5 s old, selector.AvailableSeconds) and can
-   place a new room there; the join then rides on LiveKit's own retry (signal_relay.connect_attempts,
-   the node chosen again each time), so it takes longer but succeeds. Figures show how many joins
-   started in that window (STALE_NODE_WINDOW_SECONDS after the cut) and the slowest join.
+   back to the next address of a round-robin name; joins start on their own clock (a join hanging
+   on the victim never holds back the next ones). A join in flight towards the victim at the cut
+   dies with it and goes once more through the next address: counted as a fallback (figure
+   `probe_fallbacks`), allowed only for joins started towards the victim before the cut.
+   In the first seconds after the cut LiveKit still counts the dead node as available (its stats
+   are under 5 s old, selector.AvailableSeconds) and can place a new room there; the join then
+   rides on LiveKit's own retry (signal_relay.connect_attempts, the node chosen again each time),
+   so it takes longer but succeeds. Figures show how many joins started in that window
+   (STALE_NODE_WINDOW_SECONDS after the cut) and the slowest join.
 5. The machine comes back with `scripts/lab.sh up`, and `visio verify` passes (it serves again).
 Figures: `DRILL-SFU ...` on stdout and as JUnit properties. Bounded: the meeting lasts
 MEETING_SECONDS, the rejoin gives up after 90 s, the probe stops with the meeting.
@@ -85,6 +89,7 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
             "probe_joins": probe["joins"],
             "probe_ok": probe["ok"],
             "probe_failures": len(probe["failures"]),
+            "probe_fallbacks": len(probe.get("fallbacks", [])),
             "probe_joins_after_cut": len(during),
             "probe_joins_in_stale_window": len(in_window),
             "probe_join_ms_max": max(probe["join_ms"], default=None),
@@ -93,6 +98,7 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
         drill_figures("SFU", figures, record_property)
         print(f"meeting events: {json.dumps(meeting['events'])[-3000:]}")
         print(f"probe failures: {json.dumps(probe['failures'])}")
+        print(f"probe fallbacks: {json.dumps(probe.get('fallbacks', []))}")
 
         assert not meeting.get("error"), meeting.get("error")
         assert recoveries, f"the meeting never came back after {victim} was lost: {meeting['events'][-10:]}"
@@ -103,6 +109,10 @@ def test_sfu_node_lost_during_a_meeting(record_property: Any) -> None:
         assert len(during) >= 10, f"too few probe joins after the cut: {len(during)}"
         assert in_window, "no probe join started while LiveKit could still place a room on the dead node"
         assert not probe["failures"], f"probe joins failed during the drill: {probe['failures']}"
+        # A fallback is a join that started towards the victim just before the cut and went through
+        # another address after it died: anything else falling back is a fault of the stack.
+        wrong = [f for f in probe.get("fallbacks", []) if f["node"] != victim or f["started_wall"] > cut]
+        assert not wrong, f"probe joins fell back other than from the victim at the cut: {wrong}"
     finally:
         # The node comes back the documented way and serves again, even after a failed drill.
         if victim is not None and cut is not None:

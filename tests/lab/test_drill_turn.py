@@ -83,6 +83,7 @@ def test_turn_node_lost_during_a_relayed_meeting(record_property: Any) -> None:
             "probe_joins": probe["joins"],
             "probe_ok": probe["ok"],
             "probe_failures": len(probe["failures"]),
+            "probe_fallbacks": len(probe.get("fallbacks", [])),
             "probe_joins_after_cut": len(during),
             "probe_per_turn": json.dumps(probe["per_turn"], sort_keys=True).replace(" ", ""),
         }
@@ -101,6 +102,8 @@ def test_turn_node_lost_during_a_relayed_meeting(record_property: Any) -> None:
         assert figures["recovery_s"] <= RECOVERY_TARGET_SECONDS, f"recovery took {figures['recovery_s']} s"
         assert len(during) >= 10, f"too few probe joins after the cut: {len(during)}"
         assert not probe["failures"], f"relayed probe joins failed during the drill: {probe['failures']}"
+        # Every SFU node lives through a TURN drill: no join may have needed another SFU address.
+        assert not probe.get("fallbacks"), f"probe joins fell back to another SFU: {probe['fallbacks']}"
     finally:
         if victim is not None and cut is not None:
             bring_back("TURN", victim, record_property, check=sys.exc_info()[0] is None)

@@ -225,7 +225,7 @@ class Traffic:
         meeting["joined_at"] = self.t()
         if self.args.meeting_turn_uri:
             meeting["relay"] = await self.relay_of(subscriber)
-        await asyncio.sleep(self.args.meeting_seconds)
+        await self.meeting_time()
         if self.args.meeting_turn_uri:
             with contextlib.suppress(Exception):
                 meeting["relay_at_leave"] = await self.relay_of(subscriber)
@@ -245,30 +245,42 @@ class Traffic:
         meeting["max_gap_s"] = round(max(gaps), 2) if gaps else None
         ready.set()
 
+    async def meeting_time(self) -> None:
+        """The meeting lasts --meeting-seconds; with --end-on-stop it leaves as soon as the stop file
+        appears (a test that only needs a meeting on while it looks, not a meeting of a given length)."""
+        end = time.monotonic() + self.args.meeting_seconds
+        stop_file = Path(self.args.stop_file)
+        while time.monotonic() < end:
+            if getattr(self.args, "end_on_stop", False) and stop_file.exists():
+                return
+            await asyncio.sleep(min(0.5, max(0.0, end - time.monotonic())))
+
     async def _empty(self, node: dict[str, str]) -> bool:
         return await self.participants(node) == 0
 
     # ----------------------------------------------------------------------- the probe
 
-    async def probe_once(self, number: int) -> None:
-        from livekit import api, rtc
-
+    async def probe_node(self, number: int, *, avoid: str | None = None) -> dict[str, str] | None:
+        """The next SFU node in rotation from `number` that passes its health check (skipping
+        `avoid`); the ones skipped as unhealthy are counted."""
         probe = self.report["probe"]
-        node = None
         for offset in range(len(self.nodes)):
             candidate = self.nodes[(number + offset) % len(self.nodes)]
+            if candidate["name"] == avoid:
+                continue
             if await self.healthy(candidate):
-                node = candidate
-                break
+                return candidate
             probe["skipped_unhealthy"][candidate["name"]] = (
                 probe["skipped_unhealthy"].get(candidate["name"], 0) + 1
             )
-        probe["joins"] += 1
-        if node is None:
-            probe["failures"].append(
-                {"t": self.t(), "node": None, "error": "no SFU node passes its health check"}
-            )
-            return
+        return None
+
+    async def probe_join(self, node: dict[str, str], number: int) -> str | None:
+        """One probe join through `node`: None when it got in (counted in ok, join_ms, per_node and
+        per_turn), else what went wrong. The room is deleted afterwards either way."""
+        from livekit import api, rtc
+
+        probe = self.report["probe"]
         room_name = f"upgrade-probe-{number}-{secrets.token_hex(2)}"
         started = time.monotonic()
         room = rtc.Room()
@@ -289,10 +301,9 @@ class Traffic:
             probe["ok"] += 1
             probe["join_ms"].append(round((time.monotonic() - started) * 1000))
             probe["per_node"][node["name"]] = probe["per_node"].get(node["name"], 0) + 1
+            return None
         except Exception as exc:
-            probe["failures"].append(
-                {"t": self.t(), "node": node["name"], "error": f"{type(exc).__name__}: {exc}"[:300]}
-            )
+            return f"{type(exc).__name__}: {exc}"[:300]
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(room.disconnect(), 5)
@@ -301,6 +312,19 @@ class Traffic:
             with contextlib.suppress(Exception):
                 await lk.aclose()
                 await session.close()
+
+    async def probe_once(self, number: int) -> None:
+        probe = self.report["probe"]
+        node = await self.probe_node(number)
+        probe["joins"] += 1
+        if node is None:
+            probe["failures"].append(
+                {"t": self.t(), "node": None, "error": "no SFU node passes its health check"}
+            )
+            return
+        error = await self.probe_join(node, number)
+        if error is not None:
+            probe["failures"].append({"t": self.t(), "node": node["name"], "error": error})
 
     async def probes(self, meeting_done: asyncio.Task[Any]) -> None:
         number = 0
@@ -380,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, help="signalling port (default: 443 through nginx)")
     parser.add_argument("--relay", action="store_true", help="probe joins relay only (TURN rollouts)")
+    parser.add_argument(
+        "--end-on-stop", action="store_true", help="the meeting leaves once the stop file appears"
+    )
     parser.add_argument(
         "--meeting-turn-uri",
         help="relay the meeting only through this TURN server (turn:IP:3478?transport=udp)",
