@@ -102,5 +102,9 @@ def test_refresh_notices_a_dead_machine_and_up_recreates_it():
     new = _machines(_state())[f"{SLUG}-redis-1"]["outputs"]
     assert new["running"] is True and new["pid"] != machine["pid"]
     assert ssh_answers(LabPaths(STACK), new["address"])
-    # The new machine has a new host key, so the inventory changed and the configuration ran again.
-    assert len(_ansible_runs() - runs) == 1
+    # The new machine has a new host key, so the inventory changed and the configuration ran again,
+    # on that machine alone (nothing the other hosts are configured with changed).
+    new_runs = _ansible_runs() - runs
+    assert len(new_runs) == 1
+    command = json.loads((REPO / "artifacts" / STACK / new_runs.pop() / "command").read_text())["command"]
+    assert command[command.index("--limit") + 1] == f"{SLUG}-redis-1", command

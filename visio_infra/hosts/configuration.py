@@ -5,6 +5,11 @@ on: the inventory (addresses, host keys), the stack config, the content of roles
 templates/, the certificates and the secrets (as a hash, never in clear). When the digest is
 unchanged, `pulumi up` reports no change and runs no Ansible; when it changes the playbook runs on
 every host, and any failed or unreachable host fails the `up` (so the next `up` runs it again).
+Two exceptions keep recoveries and upgrades fast: when the only change is that some machines are new
+(a lost node recreated at the same place: same name and addresses, a new machine identity such as
+its SSH host key), or a role's pinned version (rolled out node by node just before), the playbook
+runs on those hosts alone (`hosts_to_converge`): nothing the other hosts are configured with reads
+a machine's identity or another role's version.
 The secrets reach the provider as Pulumi secrets (encrypted in state) and leave it only towards
 `ansible_run`, which keeps them out of logs and run artifacts.
 """
@@ -96,6 +101,49 @@ def configuration_digest(
     )
 
 
+def host_identities(inventory: Mapping[str, Any]) -> dict[str, str]:
+    """A hash of each machine's identity as the cloud reports it (the lab: its SSH host key), by host
+    name: a new value is a new, blank machine in the same place. Empty when the cloud reports none."""
+    keys = (inventory.get("connection") or {}).get("host_keys") or {}
+    return {name: _sha256(canonical(key)) for name, key in sorted(keys.items())}
+
+
+def without_identities(inventory: Mapping[str, Any]) -> dict[str, Any]:
+    """The inventory minus the machines' identities: what the other hosts' configuration reads."""
+    connection = {k: v for k, v in (inventory.get("connection") or {}).items() if k != "host_keys"}
+    return {**inventory, "connection": connection}
+
+
+def without_versions(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The stack config minus the pinned versions, which only their own role's hosts read."""
+    return {key: value for key, value in config.items() if key != "versions"}
+
+
+def hosts_to_converge(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str] | None:
+    """The hosts an update must converge, when what changed concerns some hosts only: the machines
+    replaced since the last converge, and the hosts of a role whose pinned version changed (the
+    rolling upgrade has just gone through them node by node; no other role reads that version).
+    None (every host) when anything else changed: hosts, addresses, the rest of the stack config,
+    content, secrets or certificates. `olds` are the last successful converge's outputs, `news` the
+    new inputs; outputs from before `shared_digest` existed mean every host."""
+    from visio_infra.model.rollout import COMPONENT_OF_ROLE
+
+    old_shared, old_ids = olds.get("shared_digest"), olds.get("identities")
+    if not old_shared or old_shared != news.get("shared_digest") or old_ids is None:
+        return None
+    new_ids = news.get("identities") or {}
+    if set(old_ids) != set(new_ids):
+        return None
+    hosts = {name for name in new_ids if old_ids[name] != new_ids[name]}
+    old_versions = olds.get("versions") or {}
+    new_versions = (news.get("config") or {}).get("versions") or {}
+    groups = (news.get("inventory") or {}).get("groups") or {}
+    for role, component in COMPONENT_OF_ROLE.items():
+        if old_versions.get(component) != new_versions.get(component):
+            hosts.update(host["name"] for host in groups.get(role) or [])
+    return sorted(hosts) or None
+
+
 def certificates_payload(certificates: Any) -> Any:
     """The certificates argument `ansible_run.converge` expects, as an Output (None without a stack CA).
 
@@ -137,8 +185,9 @@ def failed_hosts(hosts: Mapping[str, Any]) -> list[str]:
     return sorted(name for name, stats in hosts.items() if stats.failed or stats.unreachable)
 
 
-def converge_in_process(props: Mapping[str, Any]) -> dict[str, Any]:
-    """Run the site playbook here; raise with the per-host recap and the failed tasks."""
+def converge_in_process(props: Mapping[str, Any], limit: list[str] | None = None) -> dict[str, Any]:
+    """Run the site playbook here (on the `limit` hosts only, when given); raise with the per-host
+    recap and the failed tasks."""
     from visio_infra.hosts import ansible_run
 
     config = StackConfig.model_validate(props["config"])
@@ -148,6 +197,7 @@ def converge_in_process(props: Mapping[str, Any]) -> dict[str, Any]:
         dict(props["secrets"]),
         props.get("certificates"),
         stack=props["stack"],
+        limit=",".join(limit) if limit else None,
         raise_on_failure=False,
     )
     bad = failed_hosts(result.hosts)
@@ -173,7 +223,7 @@ def rolling_upgrade_in_process(old: Mapping[str, Any], props: Mapping[str, Any])
 
 
 CHILD_ACTIONS = {
-    "converge": lambda payload: converge_in_process(payload["props"]),
+    "converge": lambda payload: converge_in_process(payload["props"], payload.get("limit")),
     "rolling_upgrade": lambda payload: rolling_upgrade_in_process(payload["old"], payload["props"]),
 }
 """What runs in a child process (anything that drives ansible-runner)."""
@@ -199,8 +249,8 @@ def run_in_child(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return dict(outcome["result"])
 
 
-def run_converge(props: Mapping[str, Any]) -> dict[str, Any]:
-    return run_in_child("converge", {"props": props})
+def run_converge(props: Mapping[str, Any], limit: list[str] | None = None) -> dict[str, Any]:
+    return run_in_child("converge", {"props": props, "limit": limit})
 
 
 def _main(action: str, result_path: str) -> int:
@@ -219,6 +269,8 @@ class ConfigurationProvider(pulumi.dynamic.ResourceProvider):
         # `versions` lets the next update tell a version change (rolled out node by node) apart.
         return {
             "digest": props["digest"],
+            "shared_digest": props.get("shared_digest"),
+            "identities": props.get("identities"),
             "hosts": sorted(_hosts(props["inventory"])),
             "versions": dict(props["config"].get("versions") or {}),
             **run,
@@ -239,7 +291,14 @@ class ConfigurationProvider(pulumi.dynamic.ResourceProvider):
         old_config = {"versions": olds.get("versions")}
         if rolling_upgrade.version_changes(old_config, news["config"]):
             run_in_child("rolling_upgrade", {"old": {"config": old_config}, "props": news})
-        return pulumi.dynamic.UpdateResult(outs=self._outs(news, run_converge(news)))
+        only = hosts_to_converge(olds, news)
+        if only:
+            print(
+                f"configuration: only {', '.join(only)} concerned (machines recreated, or a version rolled "
+                "out on them), nothing else changed: converging them alone",
+                flush=True,
+            )
+        return pulumi.dynamic.UpdateResult(outs=self._outs(news, run_converge(news, only)))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         return None  # configuration goes away with the hosts
@@ -269,17 +328,23 @@ class HostConfiguration(pulumi.dynamic.Resource, module="visio", name="HostConfi
         secrets_out = secrets_payload(secrets)
         certificates_out = certificates_payload(certificates)
         content = content_digest(PROJECT_ROOT)
-        digest = pulumi.Output.unsecret(
-            pulumi.Output.all(inventory, secrets_out, certificates_out).apply(
-                lambda v: configuration_digest(
-                    inventory=v[0],
-                    config=config_data,
-                    content=content,
-                    secrets=secrets_digest(v[1]),
-                    certificates=_sha256(canonical(v[2])),
+
+        def digest_of(shared: bool) -> Any:
+            return pulumi.Output.unsecret(
+                pulumi.Output.all(inventory, secrets_out, certificates_out).apply(
+                    lambda v: configuration_digest(
+                        inventory=without_identities(v[0]) if shared else v[0],
+                        config=without_versions(config_data) if shared else config_data,
+                        content=content,
+                        secrets=secrets_digest(v[1]),
+                        certificates=_sha256(canonical(v[2])),
+                    )
                 )
             )
-        )
+
+        digest, shared_digest = digest_of(False), digest_of(True)
+        # A version change is rolled out on its role's hosts first (`hosts_to_converge`).
+        identities = pulumi.Output.from_input(inventory).apply(host_identities)
         super().__init__(
             ConfigurationProvider(),
             name,
@@ -291,6 +356,8 @@ class HostConfiguration(pulumi.dynamic.Resource, module="visio", name="HostConfi
                 "secrets": secrets_out,
                 "certificates": certificates_out,
                 "digest": digest,
+                "shared_digest": shared_digest,
+                "identities": identities,
                 "hosts": None,
                 "rc": None,
                 "changed": None,

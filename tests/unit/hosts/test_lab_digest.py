@@ -94,3 +94,118 @@ def test_converge_runs_in_a_child_process_and_reports_its_error():
 
     with pytest.raises(RuntimeError, match="validation error"):
         run_in_child("converge", {"props": {"config": {"ministry": {"slug": "x"}}, "secret": "s" * 40}})
+
+
+CONFIG = {
+    "ministry": {"slug": "lab"},
+    "versions": {"livekit": "1.13.5", "coturn": "4.6.1-1", "postgresql": 15},
+}
+
+
+def _state(inventory, config=CONFIG, **overrides):
+    """What `hosts_to_converge` compares: the outputs of the last converge and the new inputs (both
+    shapes at once: `versions` as the outputs keep them, `config` and `inventory` as the inputs)."""
+    from visio_infra.hosts.configuration import host_identities, without_identities, without_versions
+
+    return {
+        "shared_digest": _digest(
+            inventory=without_identities(inventory), config=without_versions(config), **overrides
+        ),
+        "identities": host_identities(inventory),
+        "versions": config["versions"],
+        "config": config,
+        "inventory": inventory,
+    }
+
+
+def _with_versions(**versions):
+    return {**CONFIG, "versions": {**CONFIG["versions"], **versions}}
+
+
+TWO = {
+    "groups": {
+        "sfu": [
+            {"name": "lab-sfu-1", "private_ip": "10.77.0.74", "public_ip": "10.77.0.74"},
+            {"name": "lab-sfu-2", "private_ip": "10.77.0.75", "public_ip": "10.77.0.75"},
+        ]
+    },
+    "connection": {
+        "user": "root",
+        "host_keys": {"lab-sfu-1": "ssh-ed25519 AAAA", "lab-sfu-2": "ssh-ed25519 CCCC"},
+    },
+}
+
+
+def _recreated(*names):
+    inventory = json.loads(json.dumps(TWO))
+    for name in names:
+        inventory["connection"]["host_keys"][name] = f"ssh-ed25519 new-{name}"
+    return inventory
+
+
+def test_a_recreated_machine_alone_is_converged_alone():
+    from visio_infra.hosts.configuration import hosts_to_converge
+
+    assert hosts_to_converge(_state(TWO), _state(_recreated("lab-sfu-2"))) == ["lab-sfu-2"]
+    assert hosts_to_converge(_state(TWO), _state(_recreated("lab-sfu-2", "lab-sfu-1"))) == [
+        "lab-sfu-1",
+        "lab-sfu-2",
+    ]
+
+
+def test_any_other_change_converges_every_host():
+    from visio_infra.hosts.configuration import hosts_to_converge
+
+    new = _recreated("lab-sfu-2")
+    # The same recreated machine, plus a change every host may read: every host.
+    assert hosts_to_converge(_state(TWO), _state(new, content="d" * 64)) is None
+    assert hosts_to_converge(_state(TWO), _state(new, secrets=secrets_digest({"db_password": "q"}))) is None
+    moved = json.loads(json.dumps(new))
+    moved["groups"]["sfu"][1]["public_ip"] = "10.77.0.76"
+    assert hosts_to_converge(_state(TWO), _state(moved)) is None
+    # A host added or removed changes what the others are configured with (firewalls, scrape targets).
+    assert hosts_to_converge(_state(INVENTORY), _state(TWO)) is None
+    # Nothing changed in the identities (the digest differed for another reason): every host.
+    assert hosts_to_converge(_state(TWO), _state(TWO, config={**CONFIG, "ministry": {"slug": "x"}})) is None
+    assert hosts_to_converge(_state(TWO), _state(TWO)) is None
+
+
+def test_state_from_before_the_shared_digest_converges_every_host():
+    from visio_infra.hosts.configuration import hosts_to_converge
+
+    assert hosts_to_converge({"digest": "0" * 64}, _state(_recreated("lab-sfu-2"))) is None
+
+
+def test_identities_are_hashes_and_a_cloud_without_them_has_none():
+    from visio_infra.hosts.configuration import host_identities, without_identities
+
+    identities = host_identities(TWO)
+    assert set(identities) == {"lab-sfu-1", "lab-sfu-2"}
+    assert all(len(v) == 64 and "AAAA" not in v for v in identities.values())
+    assert host_identities({"groups": {}, "connection": {"user": "debian", "bastion": None}}) == {}
+    assert "host_keys" not in without_identities(TWO)["connection"]
+    assert without_identities(TWO)["groups"] == TWO["groups"]
+
+
+def test_a_version_rolled_out_converges_that_roles_hosts_only():
+    from visio_infra.hosts.configuration import hosts_to_converge
+
+    with_turn = json.loads(json.dumps(TWO))
+    turn = {"name": "lab-turn-1", "private_ip": "10.77.0.84", "public_ip": "10.77.0.84"}
+    with_turn["groups"]["turn"] = [turn]
+    with_turn["connection"]["host_keys"]["lab-turn-1"] = "ssh-ed25519 TTTT"
+    old = _state(with_turn)
+    sfu = ["lab-sfu-1", "lab-sfu-2"]
+    assert hosts_to_converge(old, _state(with_turn, _with_versions(livekit="1.13.4"))) == sfu
+    assert hosts_to_converge(old, _state(with_turn, _with_versions(coturn="4.6.2-1"))) == ["lab-turn-1"]
+    # A version and a recreated machine of another role: both.
+    recreated = json.loads(json.dumps(with_turn))
+    recreated["connection"]["host_keys"]["lab-turn-1"] = "ssh-ed25519 new"
+    assert hosts_to_converge(old, _state(recreated, _with_versions(livekit="1.13.4"))) == [
+        "lab-sfu-1",
+        "lab-sfu-2",
+        "lab-turn-1",
+    ]
+    # A version together with any other config change: every host.
+    other = {**_with_versions(livekit="1.13.4"), "ministry": {"slug": "x"}}
+    assert hosts_to_converge(old, _state(with_turn, other)) is None
