@@ -39,7 +39,6 @@ PACKAGES = (
     "iproute2",
     "ca-certificates",
     "nftables",
-    "chrony",
     "unattended-upgrades",
     "procps",
     "iputils-ping",
@@ -56,6 +55,9 @@ PACKAGES = (
     "libpam-pwquality",
     "debsums",
     "apt-listchanges",
+    # roles/common's metrics: the node exporter, without its recommended collector timers (debootstrap
+    # installs no recommends). No chrony: a lab machine is a container, whose host owns the clock.
+    "prometheus-node-exporter",
 )
 """Packages on top of debootstrap's minbase. No service of a role (PostgreSQL, coturn...) here:
 every machine would run it, and the verification suite checks each role listens only where it should."""
