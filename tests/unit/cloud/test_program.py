@@ -482,7 +482,8 @@ def _variant(stack: str, cloud: dict[str, Any] | None = None, **sections: Any) -
 
 def _comparable(run: ProgramRun, skip_types: frozenset[str] = frozenset()) -> dict[str, tuple]:
     """Every registration by URN (inputs and options) minus values the mocks draw at random."""
-    random_inputs = {"digest", "sans", "inventory"}  # hold the mocked floating IPs, drawn in any order
+    # These hold the mocked floating IPs, drawn in any order.
+    random_inputs = {"digest", "shared_digest", "sans", "inventory"}
     return {
         r.urn: (
             {k: v for k, v in r.inputs.items() if k not in random_inputs},
