@@ -37,6 +37,10 @@ from visio_infra.probes.livekit_call import AUDIO_RATE, VIDEO_SIZE, _produce, co
 class Drill(Traffic):
     """The meeting of a fault drill: placed on one node, rejoined elsewhere when that node is lost."""
 
+    CONCURRENT_PROBES = True
+    """Probe joins start on their clock whatever the ones before them do: a join hanging on the node
+    cut under it must not hold back the joins that show the stack still takes new meetings."""
+
     def options(self, *, meeting: bool = False) -> Any:
         from livekit import rtc
 
@@ -282,31 +286,6 @@ class Drill(Traffic):
             error = f"{error}; then through {fallback['name']}: {second}"
         probe["failures"].append({"t": self.t(), "node": node["name"], "error": error,
                                   "wall": round(time.time(), 3), "started_wall": started})
-
-    async def probes(self, meeting_done: asyncio.Task[Any]) -> None:
-        """A probe join starts every --probe-interval s on the clock, each in its own task, so a join
-        that hangs on a node lost under it (up to the 15 s connect timeout) never holds back the
-        joins after it: those are the ones that must show the stack still takes new meetings."""
-        number = 0
-        stop_file = Path(self.args.stop_file)
-        running: set[asyncio.Task[None]] = set()
-        next_start = time.monotonic()
-        while True:
-            task = asyncio.ensure_future(self.probe_once(number))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            number += 1
-            if stop_file.exists() and meeting_done.done():
-                break
-            if time.monotonic() - self.started > self.args.max_seconds:
-                self.report["probe"]["failures"].append(
-                    {"t": self.t(), "node": None, "error": "harness ran out of time"}
-                )
-                break
-            next_start += self.args.probe_interval
-            await asyncio.sleep(max(0.0, next_start - time.monotonic()))
-        if running:
-            await asyncio.gather(*running)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -326,12 +326,23 @@ class Traffic:
         if error is not None:
             probe["failures"].append({"t": self.t(), "node": node["name"], "error": error})
 
+    CONCURRENT_PROBES = False
+    """True: each probe join starts on the clock in its own task (the drills: `Drill`)."""
+
     async def probes(self, meeting_done: asyncio.Task[Any]) -> None:
+        """A probe join every --probe-interval s until the meeting has left after the stop file: one
+        after the other, or with CONCURRENT_PROBES each in its own task, so a join hanging on a node
+        lost under it (up to the 15 s connect timeout) never holds back the joins after it."""
         number = 0
         stop_file = Path(self.args.stop_file)
+        running: set[asyncio.Task[None]] = set()
         while True:
             tick = time.monotonic()
-            await self.probe_once(number)
+            task = asyncio.ensure_future(self.probe_once(number))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            if not self.CONCURRENT_PROBES:
+                await task
             number += 1
             if stop_file.exists() and meeting_done.done():
                 break
@@ -341,6 +352,8 @@ class Traffic:
                 )
                 break
             await asyncio.sleep(max(0.0, self.args.probe_interval - (time.monotonic() - tick)))
+        if running:
+            await asyncio.gather(*running)
 
     async def run(self) -> None:
         bundle = trust_bundle(self.ca_pem)
