@@ -30,6 +30,9 @@ def ssh_config_text(connection: Mapping[str, Any], control_dir: Path, control_na
         "  ControlPersist 120s",
         "  ConnectTimeout 10",
         "  ServerAliveInterval 10",
+        # The nodes' pre-login Banner (roles/common, ANSSI) is for people at a prompt: at the default
+        # INFO level ssh copies it to the stderr of every command, into check messages and reports.
+        "  LogLevel ERROR",
     ]
     if connection.get("ssh_key_file"):
         lines += [f"  IdentityFile {connection['ssh_key_file']}", "  IdentitiesOnly yes"]

@@ -15,6 +15,7 @@ def test_lab_config_pins_the_stack_key_and_its_known_hosts(tmp_path: Path):
     assert "UserKnownHostsFile /k/known\n  StrictHostKeyChecking yes" in text
     assert f"ControlPath {tmp_path}/cm-%C" in text and "BatchMode yes" in text
     assert "ProxyJump" not in text and "accept-new" not in text
+    assert "LogLevel ERROR" in text, "the nodes' Banner would land on every command's stderr"
 
 
 def test_production_goes_through_the_bastion_to_private_addresses(tmp_path: Path):
