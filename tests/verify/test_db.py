@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from visio_infra.model.node_status import PATRONICTL
+from visio_infra.model.security_rules import POSTGRES_PORT
 
 MAX_REPLAY_LAG_BYTES = 16 * 1024 * 1024
 """One WAL segment: a healthy idle replica is far below this."""
@@ -134,6 +135,32 @@ def test_wrong_password_refused(outputs, ca_file):
             _url(outputs, password=wrong), sslrootcert=ca_file, connect_timeout=CONNECT_TIMEOUT
         ).close()
     assert "password authentication failed" in str(refused.value), f"unexpected refusal: {refused.value}"
+
+
+# Runs on a standby as postgres: what Patroni does when an old leader comes back after a crash (it
+# asks the leader, as the rewind role of its own config, whether it is out of recovery, before
+# deciding to rewind or re-clone). The password stays on the node.
+REWIND_CHECK = r"""
+import sys
+import psycopg2, yaml
+auth = yaml.safe_load(open("/etc/patroni/config.yml"))["postgresql"]["authentication"]["rewind"]
+auth["user"] = auth.pop("username")
+with psycopg2.connect(host=sys.argv[1], port=int(sys.argv[2]), dbname="postgres", connect_timeout=15,
+                      **auth) as conn, conn.cursor() as cur:
+    cur.execute("SELECT pg_catalog.pg_is_in_recovery()")
+    print("in_recovery" if cur.fetchone()[0] else "primary")
+"""
+
+
+def test_an_old_leader_can_ask_the_leader_whether_it_diverged(primary, replicas):
+    """Every standby reaches the leader's `postgres` database as Patroni's rewind role. Refused (the
+    pg_hba allowed no such login), an old leader back after a power cut with WAL the new leader never
+    got stayed a replica on its old timeline, streaming nothing, until rebuilt (a DB drill found it)."""
+    for node in replicas:
+        check = f"python3 -c {shlex.quote(REWIND_CHECK)} {primary.private_ip} {POSTGRES_PORT}"
+        result = node.host.run(f"runuser -u postgres -- {check}")
+        assert result.rc == 0, f"{node} -> {primary}: {result.stderr.strip()[-400:]}"
+        assert result.stdout.strip() == "primary", f"{node} -> {primary}: {result.stdout.strip()}"
 
 
 def test_replicas_stream_with_bounded_lag(primary, replicas):
