@@ -28,7 +28,9 @@ def ssh_config_text(connection: Mapping[str, Any], control_dir: Path, control_na
         "  ControlMaster auto",
         f"  ControlPath {control_dir}/{control_name}-%C",
         "  ControlPersist 120s",
-        "  ConnectTimeout 10",
+        # Up to the banner exchange: a loaded 2-core CI machine (verify's workers, Lynis on every
+        # node, the OpenStack test cloud booting) once kept an sshd from answering within 10 s.
+        "  ConnectTimeout 30",
         "  ServerAliveInterval 10",
         # The nodes' pre-login Banner (roles/common, ANSSI) is for people at a prompt: at the default
         # INFO level ssh copies it to the stderr of every command, into check messages and reports.
