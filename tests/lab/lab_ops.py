@@ -193,6 +193,19 @@ def call_traffic(
         log.close()
 
 
+def meeting_cuts(meeting: dict[str, Any]) -> list[dict[str, Any]]:
+    """The connection losses of a call_traffic meeting between its first video frames and its own
+    leave: what the change under test did to it. Losses while it was being set up are not the change's
+    (the change starts once the ready file says media flows) and are reported apart (setup_events)."""
+    during = [e for e in meeting["events"] if meeting["media_at"] <= e["t"] < meeting["left_at"]]
+    return [e for e in during if e["event"] in ("disconnected", "reconnecting")]
+
+
+def setup_events(meeting: dict[str, Any]) -> list[dict[str, Any]]:
+    """A call_traffic meeting's connection events before its video flowed (printed, for the record)."""
+    return [e for e in meeting["events"] if e["t"] < meeting["media_at"] and e["event"] != "state 1"]
+
+
 def rollout_figures(log: str, role: str) -> list[dict[str, str]]:
     """The per-node `UPGRADE-FIGURE` lines `visio upgrade` printed for `role`, as dicts, in order."""
     found = []

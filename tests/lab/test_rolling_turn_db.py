@@ -45,12 +45,14 @@ import pytest
 from tests.lab.lab_ops import (
     STACK,
     call_traffic,
+    meeting_cuts,
     pending_operations,
     private_dir,
     pulumi_up,
     pulumi_up_interrupted,
     rollout_figures,
     run,
+    setup_events,
     ssh,
     visio,
 )
@@ -203,6 +205,8 @@ def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     steps = rollout_figures(log, "turn")
     print(
         f"UPGRADE-TRAFFIC-TURN stack={STACK} meeting_relay={meeting.get('relay')} "
+        f"meeting_media_s={meeting['media_at'] - meeting['joined_at']:.2f} "
+        f"meeting_setup_events={len(setup_events(meeting))} "
         f"meeting_frames={meeting['frames']} meeting_max_gap_s={meeting['max_gap_s']} "
         f"probe_joins={probe['joins']} probe_ok={probe['ok']} probe_failures={len(probe['failures'])} "
         f"probe_per_turn={json.dumps(probe['per_turn'], sort_keys=True)} "
@@ -212,10 +216,7 @@ def _turn_rollout_with_a_relayed_meeting(work: Path, config_file: Path) -> None:
     assert str(meeting.get("relay", "")).startswith(meeting_ip), (
         f"the meeting's media should go through {meeting_node['name']} ({meeting_ip}): {meeting.get('relay')}"
     )
-    cut = [
-        e for e in meeting["events"]
-        if e["event"] in ("disconnected", "reconnecting") and e["t"] < meeting["left_at"]
-    ]
+    cut = meeting_cuts(meeting)
     assert not cut, f"the relayed meeting lost its connection before leaving on its own: {cut}"
     assert meeting["connected_at_leave"] == {"publisher": 1, "subscriber": 1}, meeting["connected_at_leave"]
     assert meeting["frames"] >= MEETING_SECONDS * 5, f"too few video frames received: {meeting['frames']}"

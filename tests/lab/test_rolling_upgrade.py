@@ -25,7 +25,17 @@ from typing import Any
 
 import pytest
 
-from tests.lab.lab_ops import STACK, call_traffic, private_dir, pulumi_up, rollout_figures, ssh, visio
+from tests.lab.lab_ops import (
+    STACK,
+    call_traffic,
+    meeting_cuts,
+    private_dir,
+    pulumi_up,
+    rollout_figures,
+    setup_events,
+    ssh,
+    visio,
+)
 from visio_infra.commands.verify import fetch_outputs
 from visio_infra.hosts.ansible_run import default_livekit_binary
 
@@ -135,18 +145,15 @@ def test_rolling_livekit_upgrade_keeps_calls(versions, stack_file_guard, outputs
     join_ms = sorted(probe["join_ms"]) or [0]
     print(
         f"UPGRADE-TRAFFIC stack={STACK} meeting_node={meeting.get('node')} "
-        f"meeting_frames={meeting['frames']} "
+        f"meeting_media_s={meeting['media_at'] - meeting['joined_at']:.2f} "
+        f"meeting_setup_events={len(setup_events(meeting))} meeting_frames={meeting['frames']} "
         f"meeting_max_gap_s={meeting['max_gap_s']} probe_joins={probe['joins']} probe_ok={probe['ok']} "
         f"probe_failures={len(probe['failures'])} probe_join_ms_median={join_ms[len(join_ms) // 2]} "
         f"probe_join_ms_max={join_ms[-1]} probe_per_node={json.dumps(probe['per_node'], sort_keys=True)}"
     )
 
     # 4. Verdicts.
-    cut = [
-        e
-        for e in meeting["events"]
-        if e["event"] in ("disconnected", "reconnecting") and e["t"] < meeting["left_at"]
-    ]
+    cut = meeting_cuts(meeting)
     assert not cut, f"the meeting lost its connection before leaving on its own: {cut}"
     assert meeting["connected_at_leave"] == {"publisher": 1, "subscriber": 1}, meeting["connected_at_leave"]
     assert meeting["frames"] >= MEETING_SECONDS * 5, f"too few video frames received: {meeting['frames']}"

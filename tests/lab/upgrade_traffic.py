@@ -2,8 +2,9 @@
 
 - A meeting: a publisher (synthetic camera + microphone) and a subscriber in one room, both with
   their signalling on the SFU node that hosts the room (found from the nodes' own metrics), for a
-  fixed time; then they leave on their own. Every connection-state change is recorded, and the
-  subscriber's decoded video frames give the longest media gap.
+  fixed time counted from its first video frames (`media_at`); then they leave on their own. Every
+  connection-state change is recorded, and the subscriber's decoded video frames give the longest
+  media gap.
 - A probe: every few seconds a new participant joins a new room, through the next SFU node in
   rotation that passes the health check a load balancer would use (GET / through TLS answers 200),
   then leaves and the room is deleted. Every join must succeed.
@@ -42,6 +43,10 @@ from visio_infra.probes.livekit_call import (
     trust_bundle,
 )
 from visio_infra.probes.turn_probe import rest_api_credentials
+
+MEDIA_START_SECONDS = 30
+"""How long a meeting's first video frames may take after its join (a relayed one takes 1-3 s on the
+lab: `visio verify`'s call report). Bounded below call_traffic's 120 s wait for the ready file."""
 
 
 class Traffic:
@@ -191,13 +196,14 @@ class Traffic:
         watch("subscriber", subscriber)
         tasks: list[asyncio.Task[Any]] = []
         stop = asyncio.Event()
+        media = asyncio.Event()
 
         async def consume(track: Any) -> None:
             stream = rtc.VideoStream(track)
             async for _event in stream:
                 frames.append(time.monotonic())
                 if len(frames) == 5:
-                    ready.set()
+                    media.set()
                 if stop.is_set():
                     break
             await stream.aclose()
@@ -223,12 +229,25 @@ class Traffic:
             rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE),
         )
         meeting["joined_at"] = self.t()
-        if self.args.meeting_turn_uri:
-            meeting["relay"] = await self.relay_of(subscriber)
-        await self.meeting_time()
-        if self.args.meeting_turn_uri:
-            with contextlib.suppress(Exception):
-                meeting["relay_at_leave"] = await self.relay_of(subscriber)
+        # The meeting's clock starts once its video flows, so whatever the test does next (a rollout)
+        # always has the whole meeting ahead of it, and what went wrong while it was being set up is
+        # reported as that (`media_at`, the events before it), never blamed on the change under test.
+        try:
+            await asyncio.wait_for(media.wait(), MEDIA_START_SECONDS)
+        except TimeoutError:
+            meeting["error"] = (
+                f"the meeting's video did not start within {MEDIA_START_SECONDS} s of joining, before "
+                f"anything under test began; its connection events: {meeting['events']}"
+            )
+        else:
+            meeting["media_at"] = self.t()
+            if self.args.meeting_turn_uri:
+                meeting["relay"] = await self.relay_of(subscriber)
+            ready.set()
+            await self.meeting_time()
+            if self.args.meeting_turn_uri:
+                with contextlib.suppress(Exception):
+                    meeting["relay_at_leave"] = await self.relay_of(subscriber)
         meeting["connected_at_leave"] = {
             "publisher": int(publisher.connection_state),
             "subscriber": int(subscriber.connection_state),
