@@ -66,8 +66,8 @@ COMPUTE_API_UNIT = "nova-api"
 """The compute API's systemd unit inside the cloud machine (Debian's uwsgi-run nova-api)."""
 
 UPDATES_ALLOWED_WHEN_GROWING = {
-    "pulumi-python:dynamic/visio-pki:Certificates": "the service certificate is re-issued by the same CA "
-    "with the new node's name and addresses (no cloud resource)",
+    "pulumi-python:dynamic/visio-pki:Certificates": "the new node gets its own key and certificate from "
+    "the same CA, the other nodes keep theirs (no cloud resource)",
 }
 """Existing resources a new SFU node may update in place, and why that destroys nothing."""
 

@@ -32,11 +32,19 @@ def sample():
     return sample_config(), CERTS, SECRETS
 
 
-def test_secrets_reach_ansible_but_not_the_artifacts(sample, tmp_path, monkeypatch):
+@pytest.mark.parametrize("per_node", [False, True], ids=["ministry-files", "stack-ca-per-node"])
+def test_secrets_reach_ansible_but_not_the_artifacts(sample, tmp_path, monkeypatch, per_node):
     config, certs, secrets = sample
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
     nodes = plan_nodes(config, {"redis": 1})
     inventory = build_inventory(nodes, {}, {"user": "root"})
+    key_material = "turn-key-material"
+    if per_node:
+        # The stack CA's shape: the node's own key, reached through visio_node_private_keys.
+        key_material = "own-key-material-of-the-redis-node"
+        own_key = certs["turn"]["key"].replace("turn-key-material", key_material)
+        own = {"cert": certs["turn"]["cert"], "key": own_key}
+        certs = {"ca_certificate": certs["ca_certificate"], "nodes": {nodes[0].name: own}}
     probe_dir = tmp_path / "probe"
     probe_dir.mkdir()
     result = converge(
@@ -49,7 +57,7 @@ def test_secrets_reach_ansible_but_not_the_artifacts(sample, tmp_path, monkeypat
     )
     assert result.succeeded and result.changed == 1
     written = (probe_dir / f"{nodes[0].name}.secret").read_text()
-    assert secrets["redis_password"] in written and "turn-key-material" in written
+    assert secrets["redis_password"] in written and key_material in written
 
     needles = [*ansible_vars.secret_values(ansible_vars.secret_vars(secrets, certs)), PASSPHRASE]
     files = [p for p in result.artifact_dir.rglob("*") if p.is_file()]

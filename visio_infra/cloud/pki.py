@@ -1,14 +1,17 @@
-"""The stack's own CA and service certificate (`tls.source: stack-ca`: the lab, or bootstrapping an
+"""The stack's own CA and one certificate per node (`tls.source: stack-ca`: the lab, or bootstrapping an
 internal PKI).
 
-One ECDSA P-256 CA per stack, and one service certificate covering the signalling and TURN names,
-every node name, and every node address (private, and public where there is one) as IP SANs, so
-LiveKit's TLS front, coturn's TLS listeners and PostgreSQL's `sslmode=verify-full` all verify
-against the exported `ca_certificate`. Keys are generated in a dynamic provider with the
-`cryptography` package and only ever stored as Pulumi secrets (encrypted in state, masked in
-output). Changing the names or addresses re-issues the certificate under the same CA; a
-certificate within RENEW_BEFORE of expiry is re-issued on the next `pulumi up`, and `visio verify`
-fails that far ahead (model/certificate_expiry.py), so the operator knows to run it.
+One ECDSA P-256 CA per stack, and for every node its own key and a certificate naming only that node:
+its name, its addresses (private, and public where there is one) as IP SANs, plus the signalling
+name on SFU nodes and the TURN name on TURN nodes. So LiveKit's TLS front, coturn's TLS listeners,
+PostgreSQL's `sslmode=verify-full` and the DB nodes' etcd/Patroni peers all verify against the
+exported `ca_certificate`, and a node taken over yields only its own key: a TURN node's key cannot
+impersonate the database. Keys are generated in a dynamic provider with the `cryptography` package
+and only ever stored as Pulumi secrets (encrypted in state, masked in output); each node's key is
+written to that node only. A node whose names or addresses change gets a new key and certificate
+under the same CA, the others keep theirs; a certificate within RENEW_BEFORE of expiry is re-issued
+on the next `pulumi up`, and `visio verify` fails that far ahead (model/certificate_expiry.py), so the
+operator knows to run it.
 """
 
 from __future__ import annotations
@@ -34,14 +37,28 @@ CERT_VALIDITY = dt.timedelta(days=397)
 """Browsers refuse server certificates valid longer than 398 days, even under a private CA."""
 
 
+SERVICE_NAMES = {"sfu": "signalling", "turn": "turn"}
+"""The public service name (a `domains` field) a node of each role also answers for."""
+
+
+def node_subject_alt_names(
+    config: StackConfig, node: NodeSpec, public_ip: str | None
+) -> dict[str, list[str]]:
+    """DNS and IP SANs of one node's certificate: its own name and addresses, and its role's public
+    service name if it has one (pure, sorted). The node name comes first: it is the subject's CN."""
+    dns = [node.name]
+    service = SERVICE_NAMES.get(node.role)
+    if service:
+        dns.append(getattr(config.domains, service))
+    ips = {str(node.private_ip)} | ({str(ipaddress.ip_address(public_ip))} if public_ip else set())
+    return {"dns": dns, "ips": sorted(ips, key=ipaddress.ip_address)}
+
+
 def subject_alt_names(
     config: StackConfig, nodes: Sequence[NodeSpec], public_ips: Mapping[str, str | None]
-) -> dict[str, list[str]]:
-    """DNS and IP SANs of the service certificate (pure, sorted, duplicates removed)."""
-    dns = {config.domains.signalling, config.domains.turn, *(node.name for node in nodes)}
-    ips = {str(node.private_ip) for node in nodes}
-    ips |= {str(ipaddress.ip_address(ip)) for ip in public_ips.values() if ip}
-    return {"dns": sorted(dns), "ips": sorted(ips, key=ipaddress.ip_address)}
+) -> dict[str, dict[str, list[str]]]:
+    """The SANs of every node's certificate, by node name (pure)."""
+    return {node.name: node_subject_alt_names(config, node, public_ips.get(node.name)) for node in nodes}
 
 
 def _name(common_name: str, organisation: str) -> x509.Name:
@@ -141,46 +158,74 @@ def needs_renewal(cert_pem: str | None, now: dt.datetime) -> bool:
     return not cert_pem or not_after(cert_pem) - now < RENEW_BEFORE
 
 
+def issue_node_certificates(
+    ca_cert_pem: str,
+    ca_key_pem: str,
+    organisation: str,
+    sans: Mapping[str, Mapping[str, Sequence[str]]],
+    now: dt.datetime,
+    previous: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every node's {sans, certificate, private_key}: a node keeps its previous key and certificate
+    while its SANs are the same and the certificate is outside the renewal window; any other node
+    (new, renamed, readdressed, or due) gets a new key. Nodes no longer in `sans` are dropped."""
+    issued: dict[str, dict[str, Any]] = {}
+    for name, node_sans in sans.items():
+        old = (previous or {}).get(name)
+        if old and old.get("sans") == node_sans and not needs_renewal(old.get("certificate"), now):
+            issued[name] = dict(old)
+            continue
+        cert, key = issue_certificate(ca_cert_pem, ca_key_pem, organisation, node_sans, now)
+        issued[name] = {"sans": node_sans, "certificate": cert, "private_key": key}
+    return issued
+
+
+def _due(olds: Mapping[str, Any], news: Mapping[str, Any], now: dt.datetime) -> bool:
+    """Whether some node needs a new certificate (or the state predates per-node certificates)."""
+    nodes = olds.get("nodes")
+    if not isinstance(nodes, Mapping) or set(nodes) != set(news["sans"]):
+        return True
+    return any(
+        nodes[name].get("sans") != node_sans or needs_renewal(nodes[name].get("certificate"), now)
+        for name, node_sans in news["sans"].items()
+    )
+
+
 class _CertificatesProvider(pulumi.dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         now = dt.datetime.now(dt.UTC)
         ca_cert, ca_key = issue_ca(props["ca_name"], props["organisation"], now)
-        cert, key = issue_certificate(ca_cert, ca_key, props["organisation"], props["sans"], now)
-        outs = {
-            **props,
-            "ca_certificate": ca_cert,
-            "ca_private_key": ca_key,
-            "certificate": cert,
-            "private_key": key,
-        }
+        nodes = issue_node_certificates(ca_cert, ca_key, props["organisation"], props["sans"], now)
+        outs = {**props, "ca_certificate": ca_cert, "ca_private_key": ca_key, "nodes": nodes}
         return pulumi.dynamic.CreateResult(id_=props["ca_name"], outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
         replaces = [key for key in ("ca_name", "organisation") if olds.get(key) != news.get(key)]
-        reissue = olds.get("sans") != news.get("sans") or needs_renewal(
-            olds.get("certificate"), dt.datetime.now(dt.UTC)
-        )
+        reissue = _due(olds, news, dt.datetime.now(dt.UTC))
         return pulumi.dynamic.DiffResult(
             changes=bool(replaces) or reissue, replaces=replaces, delete_before_replace=False
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.UpdateResult:
-        cert, key = issue_certificate(
+        previous = olds.get("nodes") if isinstance(olds.get("nodes"), Mapping) else None
+        nodes = issue_node_certificates(
             olds["ca_certificate"],
             olds["ca_private_key"],
             news["organisation"],
             news["sans"],
             dt.datetime.now(dt.UTC),
+            previous if olds.get("organisation") == news["organisation"] else None,
         )
-        return pulumi.dynamic.UpdateResult(
-            outs={
-                **news,
-                "ca_certificate": olds["ca_certificate"],
-                "ca_private_key": olds["ca_private_key"],
-                "certificate": cert,
-                "private_key": key,
-            }
-        )
+        outs = {
+            **news,
+            "ca_certificate": olds["ca_certificate"],
+            "ca_private_key": olds["ca_private_key"],
+            "nodes": nodes,
+        }
+        # A state from before per-node certificates held one shared service key: not carried over.
+        outs.pop("certificate", None)
+        outs.pop("private_key", None)
+        return pulumi.dynamic.UpdateResult(outs=outs)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         return None  # nothing outside the state holds the keys
@@ -188,21 +233,20 @@ class _CertificatesProvider(pulumi.dynamic.ResourceProvider):
 
 class _Certificates(pulumi.dynamic.Resource, module="visio-pki", name="Certificates"):
     ca_certificate: pulumi.Output[str]
-    certificate: pulumi.Output[str]
-    private_key: pulumi.Output[str]
     ca_private_key: pulumi.Output[str]
+    nodes: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
-        outputs = {"ca_certificate": None, "ca_private_key": None, "certificate": None, "private_key": None}
+        outputs = {"ca_certificate": None, "ca_private_key": None, "nodes": None}
         super().__init__(_CertificatesProvider(), name, {**props, **outputs}, opts)
 
 
 class StackCertificates(pulumi.ComponentResource):
-    """The stack's CA (exported as `ca_certificate`) and the service certificate and key (secret)."""
+    """The stack's CA (exported as `ca_certificate`) and every node's certificate and key (secret)."""
 
     ca_certificate: pulumi.Output[str]
-    certificate: pulumi.Output[str]
-    private_key: pulumi.Output[str]
+    node_certificates: pulumi.Output[dict[str, dict[str, str]]]
+    """{node name: {"cert": PEM, "key": PEM}}, secret."""
 
     def __init__(
         self,
@@ -222,9 +266,15 @@ class StackCertificates(pulumi.ComponentResource):
         certificates = _Certificates(
             f"{name}-certificates",
             {"ca_name": f"Visio {config.ministry.slug} CA", "organisation": organisation, "sans": sans},
-            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["ca_private_key", "private_key"]),
+            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["ca_private_key", "nodes"]),
         )
         self.ca_certificate = certificates.ca_certificate
-        self.certificate = certificates.certificate
-        self.private_key = pulumi.Output.secret(certificates.private_key)
-        self.register_outputs({"ca_certificate": self.ca_certificate, "certificate": self.certificate})
+        self.node_certificates = pulumi.Output.secret(
+            certificates.nodes.apply(
+                lambda issued: {
+                    node: {"cert": entry["certificate"], "key": entry["private_key"]}
+                    for node, entry in (issued or {}).items()
+                }
+            )
+        )
+        self.register_outputs({"ca_certificate": self.ca_certificate})

@@ -59,11 +59,12 @@ def secrets_from_outputs(outputs: Mapping[str, Any]) -> dict[str, str]:
 
 
 def certificates_from_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Certificates for the roles: the `tls_certificates` secret output (CA, signalling, TURN, DB)."""
+    """Certificates for the roles: the `tls_certificates` secret output (the CA, and every node's own
+    certificate and key)."""
     bundle = outputs.get("tls_certificates")
     if not isinstance(bundle, Mapping):
         raise ConfigureError(
-            "the stack has no `tls_certificates` output (CA and service certificates with their keys); "
+            "the stack has no `tls_certificates` output (CA and node certificates with their keys); "
             "run `pulumi up` for this stack first"
         )
     certificates = dict(bundle)

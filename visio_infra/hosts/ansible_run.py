@@ -1,10 +1,11 @@
 """Run the site playbook through ansible-runner, for `pulumi up` and for `visio configure`.
 
-Secrets never reach the run's artifacts: non-secret variables go to inventory group_vars in a
-private temporary directory, secrets to a 0600 vars file in another temporary directory passed as
-`-e @file` (only its path is recorded), both removed after the run. Artifacts (events, stdout,
-stats) are kept under `<repo>/artifacts/<stack>/<timestamp>/` and scanned for secret values; any
-hit is scrubbed and reported in `RunResult.leaked_secrets` (the tests require 0).
+Secrets never reach the run's artifacts: non-secret variables go to inventory group_vars (and
+host_vars: a node's own certificate) in a private temporary directory, secrets to a 0600 vars file
+in another temporary directory passed as `-e @file` (only its path is recorded), both removed
+after the run. Artifacts (events, stdout, stats) are kept under
+`<repo>/artifacts/<stack>/<timestamp>/` and scanned for secret values; any hit is scrubbed and
+reported in `RunResult.leaked_secrets` (the tests require 0).
 
 Every run uses Mitogen's `mitogen_linear` strategy when the pinned `ansible_mitogen` package is
 importable (a no-change converge of the lab takes about a third of the linear strategy's time: one
@@ -361,6 +362,8 @@ def converge(
         _write_yaml(inv_dir / "hosts.yml", ansible_inventory(inventory))
         for group, values in per_group.items():
             _write_yaml(inv_dir / "group_vars" / f"{group}.yml", values)
+        for host, values in ansible_vars.host_vars(inventory, certificates).items():
+            _write_yaml(inv_dir / "host_vars" / f"{host}.yml", values)
         secrets_file = secret_dir / "secrets.yml"
         _write_yaml(secrets_file, secret_map)
         cmdline = [f"-e @{secrets_file}"]

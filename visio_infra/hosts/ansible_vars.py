@@ -117,7 +117,25 @@ def _pem(certificates: Mapping[str, Any] | None, name: str, part: str) -> str | 
     return str(value) if value else None
 
 
-def _validate_certificates(certificates: Mapping[str, Any] | None) -> None:
+NODE_CERTIFICATE_VAR = "visio_node_certificate"
+"""Host variable: the node's own certificate (stack-CA stacks issue one per node)."""
+NODE_KEYS_VAR = "visio_node_private_keys"
+"""Secret variable: {node name: its private key}; each node's roles write only their own."""
+TLS_VARS = {
+    "signalling": ("livekit_tls_cert", "livekit_tls_key"),
+    "turn": ("coturn_tls_cert", "coturn_tls_key"),
+    "db": ("postgresql_tls_cert", "postgresql_tls_key"),
+}
+"""The role variables of each certificate purpose (the ministry's own files give one per purpose)."""
+
+
+def per_node(certificates: Mapping[str, Any] | None) -> bool:
+    """Whether `certificates` carries one certificate per node (the stack CA) rather than one per
+    purpose (a ministry's own files)."""
+    return bool(certificates) and isinstance(certificates.get("nodes"), Mapping)  # type: ignore[union-attr]
+
+
+def _validate_certificates(certificates: Mapping[str, Any] | None, inventory: Mapping[str, Any]) -> None:
     if certificates is None:
         raise AnsibleVarsError(
             "no certificates: give the stack's CA and the signalling/TURN certificates "
@@ -126,14 +144,41 @@ def _validate_certificates(certificates: Mapping[str, Any] | None) -> None:
     problems = []
     if not str(certificates.get("ca_certificate") or "").startswith("-----BEGIN CERTIFICATE-----"):
         problems.append("ca_certificate is not a PEM certificate")
-    for name in ("signalling", "turn"):
-        cert, key = _pem(certificates, name, "cert"), _pem(certificates, name, "key")
-        if not cert or "BEGIN CERTIFICATE" not in cert:
-            problems.append(f"{name}.cert is missing or not a PEM certificate")
-        if not key or "PRIVATE KEY" not in key:
-            problems.append(f"{name}.key is missing or not a PEM private key")
+    if per_node(certificates):
+        names = [str(h["name"]) for hosts in inventory.get("groups", {}).values() for h in hosts]
+        entries = [(f"nodes.{name}", certificates["nodes"].get(name)) for name in names]
+    else:
+        entries = [(name, certificates.get(name)) for name in ("signalling", "turn")]
+    for label, entry in entries:
+        cert = str(entry.get("cert") or "") if isinstance(entry, Mapping) else ""
+        key = str(entry.get("key") or "") if isinstance(entry, Mapping) else ""
+        if "BEGIN CERTIFICATE" not in cert:
+            problems.append(f"{label}.cert is missing or not a PEM certificate")
+        if "PRIVATE KEY" not in key:
+            problems.append(f"{label}.key is missing or not a PEM private key")
     if problems:
         raise AnsibleVarsError("certificates: " + "; ".join(problems))
+
+
+def _tls_cert(certificates: Mapping[str, Any], purpose: str) -> str | None:
+    """The role's certificate: the node's own (a host variable) or the purpose's file."""
+    if per_node(certificates):
+        return "{{ " + NODE_CERTIFICATE_VAR + " }}"
+    return _pem(certificates, purpose, "cert")
+
+
+def host_vars(
+    inventory: Mapping[str, Any], certificates: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """Non-secret variables per host: its own certificate, when the stack issues one per node."""
+    if not per_node(certificates):
+        return {}
+    assert certificates is not None
+    nodes = certificates["nodes"]
+    return {
+        str(h["name"]): {NODE_CERTIFICATE_VAR: str(nodes[h["name"]]["cert"])}
+        for hosts in inventory.get("groups", {}).values() for h in hosts if h["name"] in nodes
+    }
 
 
 def group_vars(
@@ -153,7 +198,7 @@ def group_vars(
     `livekit_binary_url` with its required `livekit_binary_sha256` instead.
     `backup` overrides pgBackRest repository settings (S3 bucket in production).
     """
-    _validate_certificates(certificates)
+    _validate_certificates(certificates, inventory)
     assert certificates is not None
     sfu, turn, db, redis = (_hosts(inventory, g) for g in ("sfu", "turn", "db", "redis"))
     if sfu and not redis:
@@ -240,7 +285,7 @@ def group_vars(
                 "postgresql_app_cidrs": [str(config.network.app_cidr)],
                 "postgresql_meet_database": config.meet.database,
                 "postgresql_meet_user": config.meet.database_user,
-                "postgresql_tls_cert": _pem(certificates, "db", "cert"),
+                "postgresql_tls_cert": _tls_cert(certificates, "db"),
                 "postgresql_backup": dict(backup) if backup else {"repo_type": "posix",
                                                                    "repo_path": "/var/lib/pgbackrest"},
             }
@@ -262,7 +307,7 @@ def group_vars(
                 "coturn_relay_max_port": ports.turn_relay_range.end,
                 "coturn_allowed_peer_ips": sorted(set(sfu_private + sfu_public)),
                 "coturn_prometheus_port": COTURN_METRICS_PORT,
-                "coturn_tls_cert": _pem(certificates, "turn", "cert"),
+                "coturn_tls_cert": _tls_cert(certificates, "turn"),
             }
         )
 
@@ -302,7 +347,7 @@ def group_vars(
                 "livekit_webhook_urls": [config.meet.webhook_url] if config.meet.webhook_url else [],
                 "livekit_drain_timeout_seconds": config.upgrade.drain_deadline_seconds,
                 "livekit_signalling_domain": config.domains.signalling,
-                "livekit_tls_cert": _pem(certificates, "signalling", "cert"),
+                "livekit_tls_cert": _tls_cert(certificates, "signalling"),
             }
         )
     return per_group
@@ -323,11 +368,18 @@ def secret_vars(secrets: Mapping[str, str], certificates: Mapping[str, Any] | No
     if short:
         raise AnsibleVarsError(f"secrets shorter than {MIN_SECRET_LENGTH} characters: {', '.join(short)}")
     result: dict[str, Any] = {SECRET_VAR_NAMES[k]: str(v) for k, v in secrets.items() if v}
-    for name, var in (("signalling", "livekit_tls_key"), ("turn", "coturn_tls_key"),
-                      ("db", "postgresql_tls_key")):
+    if per_node(certificates):
+        assert certificates is not None
+        # Each node's roles write `visio_node_private_keys[inventory_hostname]`, their own key only.
+        nodes = certificates["nodes"]
+        result[NODE_KEYS_VAR] = {str(name): str(entry["key"]) for name, entry in nodes.items()}
+        for _cert_var, key_var in TLS_VARS.values():
+            result[key_var] = "{{ " + NODE_KEYS_VAR + "[inventory_hostname] }}"
+        return result
+    for name, (_cert_var, key_var) in TLS_VARS.items():
         key = _pem(certificates, name, "key")
         if key:
-            result[var] = key
+            result[key_var] = key
     return result
 
 
@@ -335,7 +387,9 @@ def secret_values(secret_var_map: Mapping[str, Any]) -> list[str]:
     """Every secret string (for scrubbing and for the artifact leak test)."""
     values: list[str] = []
     for value in secret_var_map.values():
-        if isinstance(value, str) and value:
+        if isinstance(value, Mapping):
+            values.extend(secret_values(value))
+        elif isinstance(value, str) and value and "{{" not in value:
             values.append(value)
             values.extend(line for line in value.splitlines() if len(line) >= 16 and "-----" not in line)
     return values

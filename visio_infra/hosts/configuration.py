@@ -145,21 +145,14 @@ def hosts_to_converge(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[
 
 
 def certificates_payload(certificates: Any) -> Any:
-    """The certificates argument `ansible_run.converge` expects, as an Output (None without a stack CA).
-
-    One service certificate covers the signalling, TURN and database names and addresses."""
+    """The certificates argument `ansible_run.converge` expects, as an Output (None without a stack CA):
+    the CA and, under `nodes`, each node's own certificate and key."""
     if certificates is None:
         return None
-
-    def shape(values: list[str]) -> dict[str, Any]:
-        ca, cert, key = values
-        pair = {"cert": cert, "key": key}
-        return {"ca_certificate": ca, "signalling": pair, "turn": dict(pair), "db": dict(pair)}
-
     return pulumi.Output.secret(
-        pulumi.Output.all(
-            certificates.ca_certificate, certificates.certificate, certificates.private_key
-        ).apply(shape)
+        pulumi.Output.all(certificates.ca_certificate, certificates.node_certificates).apply(
+            lambda values: {"ca_certificate": values[0], "nodes": values[1]}
+        )
     )
 
 

@@ -217,6 +217,52 @@ def test_secret_vars_hold_secrets_and_private_keys():
     assert "signalling-key-material-0123456789" in values  # key lines, for the artifact scan
 
 
+def _node_certs(inventory: dict[str, Any]) -> dict[str, Any]:
+    """A stack CA's certificates: one certificate and key per node."""
+    names = [h["name"] for hosts in inventory["groups"].values() for h in hosts]
+    return {
+        "ca_certificate": CERTS["ca_certificate"],
+        "nodes": {
+            name: {"cert": _pem("CERTIFICATE", f"cert-of-{name}"),
+                   "key": _pem("PRIVATE KEY", f"key-material-of-{name}-0123456789")}
+            for name in names
+        },
+    }
+
+
+def test_per_node_certificates_reach_each_host_alone():
+    config, inventory = _setup()
+    certs = _node_certs(inventory)
+    per_group = group_vars(config, inventory, certs, livekit_binary="/x")
+    # The roles' certificate variables point at the node's own (a host variable), never a shared one.
+    assert per_group["sfu"]["livekit_tls_cert"] == "{{ visio_node_certificate }}"
+    assert per_group["turn"]["coturn_tls_cert"] == "{{ visio_node_certificate }}"
+    assert per_group["db"]["postgresql_tls_cert"] == "{{ visio_node_certificate }}"
+    hosts = ansible_vars.host_vars(inventory, certs)
+    for name, values in hosts.items():
+        assert values == {"visio_node_certificate": certs["nodes"][name]["cert"]}
+    assert "PRIVATE KEY" not in json.dumps(hosts) + json.dumps(per_group)
+    # Keys: in the secret file only, each role's key variable resolving to the host's own.
+    secret = secret_vars(SECRETS, certs)
+    assert secret["visio_node_private_keys"] == {n: e["key"] for n, e in certs["nodes"].items()}
+    for var in ("livekit_tls_key", "coturn_tls_key", "postgresql_tls_key"):
+        assert secret[var] == "{{ visio_node_private_keys[inventory_hostname] }}"
+    values = ansible_vars.secret_values(secret)
+    some = next(iter(certs["nodes"]))
+    assert certs["nodes"][some]["key"] in values and f"key-material-of-{some}-0123456789" in values
+    assert not any("{{" in v for v in values)  # the references are not secrets to scrub
+
+
+def test_per_node_certificates_must_cover_every_node():
+    config, inventory = _setup()
+    certs = _node_certs(inventory)
+    missing = inventory["groups"]["turn"][1]["name"]
+    del certs["nodes"][missing]
+    with pytest.raises(AnsibleVarsError, match=rf"nodes\.{missing}\.cert is missing"):
+        group_vars(config, inventory, certs, livekit_binary="/x")
+    assert ansible_vars.host_vars(inventory, CERTS) == {}  # per-purpose files: no host variable
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
