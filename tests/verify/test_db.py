@@ -163,6 +163,43 @@ def test_an_old_leader_can_ask_the_leader_whether_it_diverged(primary, replicas)
         assert result.stdout.strip() == "primary", f"{node} -> {primary}: {result.stdout.strip()}"
 
 
+# Runs on a DB node as postgres: the replication connection Patroni 3.0.2 opens to its own PostgreSQL
+# to read the local timeline (postgresql/config.py resolve_connection_addresses: the socket directory
+# with use_unix_socket_repl, else "localhost" when listening on 127.0.0.1), with its own credentials.
+LOCAL_TIMELINE = r"""
+import psycopg2, yaml
+pg = yaml.safe_load(open("/etc/patroni/config.yml"))["postgresql"]
+auth = dict(pg["authentication"]["replication"])
+auth["user"] = auth.pop("username")
+addresses, port = pg["listen"].rsplit(":", 1)
+listen = [a.strip().lower() for a in addresses.split(",")]
+tcp = "localhost" if set(listen) & {"*", "0.0.0.0", "127.0.0.1", "localhost"} else listen[0]
+socket_dir = pg["parameters"]["unix_socket_directories"].split(",")[0].strip()
+host = socket_dir if pg.get("use_unix_socket_repl") else tcp
+conn = psycopg2.connect(host=host, port=int(port), dbname="postgres", connect_timeout=5, replication=1,
+                        **auth)
+conn.autocommit = True  # a WAL sender takes no BEGIN; Patroni's connection is autocommit too
+with conn.cursor() as cur:
+    cur.execute("IDENTIFY_SYSTEM")
+    print(cur.fetchone()[1])
+conn.close()
+"""
+
+
+def test_patroni_reads_its_own_timeline(db_nodes, members):
+    """Patroni reads a member's timeline over a replication connection to its own PostgreSQL when the
+    member is not streaming: exactly when an old leader comes back and Patroni must decide whether it
+    diverged. Over TCP to "localhost" with verify-full that connection failed on every node (the
+    node's certificate does not name localhost), every 15 s, so that decision had no timeline."""
+    timelines = {m["Member"]: m.get("TL") for m in members}
+    for node in db_nodes:
+        result = node.host.run(f"runuser -u postgres -- python3 -c {shlex.quote(LOCAL_TIMELINE)}")
+        assert result.rc == 0, f"{node}: {result.stderr.strip()[-400:]}"
+        assert result.stdout.strip() == str(timelines.get(node.name)), (
+            f"{node}: local timeline {result.stdout.strip()}, patronictl says {timelines.get(node.name)}"
+        )
+
+
 def test_replicas_stream_with_bounded_lag(primary, replicas):
     rows = _psql(primary, (
         "select client_addr, state, coalesce(extract(epoch from replay_lag), 0), "
