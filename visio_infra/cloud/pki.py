@@ -181,13 +181,18 @@ def issue_node_certificates(
 
 
 def _due(olds: Mapping[str, Any], news: Mapping[str, Any], now: dt.datetime) -> bool:
-    """Whether some node needs a new certificate (or the state predates per-node certificates)."""
-    nodes = olds.get("nodes")
-    if not isinstance(nodes, Mapping) or set(nodes) != set(news["sans"]):
+    """Whether some node may need a new certificate (or the state predates per-node certificates).
+
+    In a preview where a node is being recreated, its address is not known yet and neither are the
+    SANs: that counts as a change (the update, with the real SANs, keeps every unchanged node's key)."""
+    nodes, sans = olds.get("nodes"), news.get("sans")
+    if not isinstance(sans, Mapping) or any(not isinstance(v, Mapping) for v in sans.values()):
+        return True
+    if not isinstance(nodes, Mapping) or set(nodes) != set(sans):
         return True
     return any(
         nodes[name].get("sans") != node_sans or needs_renewal(nodes[name].get("certificate"), now)
-        for name, node_sans in news["sans"].items()
+        for name, node_sans in sans.items()
     )
 
 

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from visio_infra.cloud.pki import (
+    _CertificatesProvider,
     issue_ca,
     issue_certificate,
     issue_node_certificates,
@@ -121,3 +122,20 @@ def test_renewal_window():
     assert not needs_renewal(cert, NOW)
     assert needs_renewal(cert, not_after(cert) - dt.timedelta(days=10))
     assert needs_renewal(None, NOW)
+
+
+def test_provider_diff_is_quiet_when_nothing_is_due_and_copes_with_unknown_sans(sans):
+    """A no-op `pulumi up` changes nothing; a preview in which a node is being recreated (its address,
+    so the SANs, unknown until it exists) must not fail: a DB drill's rebuild found it did."""
+    from pulumi.output import UNKNOWN
+
+    provider = _CertificatesProvider()
+    props = {"ca_name": "Visio lab CA", "organisation": "Visio - lab", "sans": sans}
+    olds = provider.create(props).outs
+    assert not provider.diff("id", olds, dict(props)).changes
+    assert provider.diff("id", olds, {**props, "sans": UNKNOWN}).changes
+    some = next(iter(sans))
+    assert provider.diff("id", olds, {**props, "sans": {**sans, some: UNKNOWN}}).changes
+    # The update then keeps every node whose SANs did not change.
+    updated = provider.update("id", olds, dict(props)).outs
+    assert updated["nodes"] == olds["nodes"] and updated["ca_private_key"] == olds["ca_private_key"]
