@@ -45,7 +45,7 @@ def node_subject_alt_names(
     config: StackConfig, node: NodeSpec, public_ip: str | None
 ) -> dict[str, list[str]]:
     """DNS and IP SANs of one node's certificate: its own name and addresses, and its role's public
-    service name if it has one (pure, sorted). The node name comes first: it is the subject's CN."""
+    service name if it has one (pure; addresses sorted). The node name comes first: it is the CN."""
     dns = [node.name]
     service = SERVICE_NAMES.get(node.role)
     if service:
