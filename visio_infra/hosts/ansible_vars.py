@@ -132,13 +132,14 @@ TLS_VARS = {
 def per_node(certificates: Mapping[str, Any] | None) -> bool:
     """Whether `certificates` carries one certificate per node (the stack CA) rather than one per
     purpose (a ministry's own files)."""
-    return bool(certificates) and isinstance(certificates.get("nodes"), Mapping)  # type: ignore[union-attr]
+    return certificates is not None and isinstance(certificates.get("nodes"), Mapping)
 
 
 def _validate_certificates(certificates: Mapping[str, Any] | None, inventory: Mapping[str, Any]) -> None:
     if certificates is None:
         raise AnsibleVarsError(
-            "no certificates: give the stack's CA and the signalling/TURN certificates "
+            "no certificates: give the stack's CA and every node's certificate "
+            "({'ca_certificate', 'nodes': {<node>: {'cert', 'key'}}}), or the signalling/TURN ones "
             "({'ca_certificate', 'signalling': {'cert', 'key'}, 'turn': {'cert', 'key'}})"
         )
     problems = []
