@@ -22,6 +22,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from visio_infra.cloud.pki import SERVICE_NAMES
 from visio_infra.model.certificate_expiry import expiry_problem
 from visio_infra.model.security_rules import HTTPS_PORT, POSTGRES_PORT, TURNS_PORT
 from visio_infra.probes.served_certificate import served_certificate, served_not_after
@@ -55,20 +56,21 @@ def test_served_certificates_are_not_near_their_end(node_spec, config, stack):
     assert not problems, "; ".join(problems)
 
 
-def _served_by_every_node(inventory: dict[str, Any], config: Any) -> list[tuple[str, str, x509.Certificate]]:
-    """(node name, listener, certificate) for every TLS listener of every SFU, TURN and DB node, read
-    from the wire at once."""
+@pytest.fixture(scope="module")
+def served_by_every_node(inventory, config) -> list[tuple[str, dict[str, Any], str, x509.Certificate]]:
+    """(role, host, listener, certificate) for every TLS listener of every SFU, TURN and DB node, read
+    from the wire once, all at the same time, for both checks below."""
     listeners = [
-        (host["name"], address, port, name, postgres)
+        (role, host, address, port, name, postgres)
         for role in ROLES
         for host in inventory["groups"].get(role, [])
         for address, port, name, postgres in _listeners(role, host, config)
     ]
 
-    def read(item: tuple[str, str, int, str | None, bool]) -> tuple[str, str, x509.Certificate]:
-        node, address, port, name, postgres = item
+    def read(item: tuple[str, dict[str, Any], str, int, str | None, bool]) -> tuple[Any, ...]:
+        role, host, address, port, name, postgres = item
         cert = served_certificate(address, port, server_name=name, postgres=postgres)
-        return node, f"{address}:{port}", cert
+        return role, host, f"{address}:{port}", cert
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(read, listeners))
@@ -80,10 +82,10 @@ def _public_key(cert: x509.Certificate) -> bytes:
     )
 
 
-def test_no_two_nodes_serve_the_same_key(inventory, config):
+def test_no_two_nodes_serve_the_same_key(served_by_every_node):
     holders: dict[bytes, set[str]] = {}
-    for node, _listener, cert in _served_by_every_node(inventory, config):
-        holders.setdefault(_public_key(cert), set()).add(node)
+    for _role, host, _listener, cert in served_by_every_node:
+        holders.setdefault(_public_key(cert), set()).add(host["name"])
     shared = sorted(sorted(nodes) for nodes in holders.values() if len(nodes) > 1)
     assert not shared, (
         f"these nodes serve one and the same key: {shared}; every node needs its own "
@@ -91,22 +93,19 @@ def test_no_two_nodes_serve_the_same_key(inventory, config):
     )
 
 
-def test_each_node_certificate_names_that_node_alone(inventory, config):
-    """A node's certificate carries its own name and addresses, and its role's public name only."""
-    service = {"sfu": config.domains.signalling, "turn": config.domains.turn}
-    role_of = {h["name"]: role for role in ROLES for h in inventory["groups"].get(role, [])}
-    hosts = {h["name"]: h for role in ROLES for h in inventory["groups"].get(role, [])}
+def test_each_node_certificate_names_that_node_alone(served_by_every_node, config):
+    """A node's certificate carries its own name and addresses, and its role's public name only
+    (the `domains` field pki.SERVICE_NAMES gives the role), read from the inventory, not from pki."""
     problems = []
-    for node, listener, cert in _served_by_every_node(inventory, config):
-        host = hosts[node]
-        allowed_dns = {node} | ({service[role_of[node]]} if role_of[node] in service else set())
+    for role, host, listener, cert in served_by_every_node:
+        service = SERVICE_NAMES.get(role)
+        allowed_dns = {host["name"]} | ({getattr(config.domains, service)} if service else set())
         allowed_ips = {str(host["private_ip"]), str(host.get("public_ip") or host["private_ip"])}
         alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         extra_dns = set(alt.get_values_for_type(x509.DNSName)) - allowed_dns
         served_ips = {str(ipaddress.ip_address(ip)) for ip in alt.get_values_for_type(x509.IPAddress)}
-        extra_ips = served_ips - allowed_ips
-        extra = sorted(extra_dns | extra_ips)
+        extra = sorted(extra_dns | (served_ips - allowed_ips))
         if extra:
             more = f" and {len(extra) - 6} more" if len(extra) > 6 else ""
-            problems.append(f"{node} {listener} also names {', '.join(extra[:6])}{more}")
+            problems.append(f"{host['name']} {listener} also names {', '.join(extra[:6])}{more}")
     assert not problems, "; ".join(problems)
